@@ -1,0 +1,133 @@
+"""Framework-free core of nebo-integrations: settings, wire protocol, budgets, clients, emulator.
+
+Importing this package is cheap: names are loaded on first use, so ``import nebo_core``
+pays for neither httpx nor the emulator until they are needed.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from nebo_core._version import __version__
+
+if TYPE_CHECKING:
+    from nebo_core._base import ChatCompletion, EmbeddingResult, default_policy
+    from nebo_core._streams import AsyncChatStream, ChatStream
+    from nebo_core.budget import BudgetSnapshot, UsageRecord, UsageReport, WindowState
+    from nebo_core.client import AsyncNeboClient, NeboClient
+    from nebo_core.errors import (
+        NeboAuthenticationError,
+        NeboBadRequestError,
+        NeboBudgetExhausted,
+        NeboConfigurationError,
+        NeboConnectionError,
+        NeboContextLengthError,
+        NeboError,
+        NeboRateLimited,
+        NeboStreamError,
+        NeboStreamTruncated,
+        NeboUpstreamError,
+    )
+    from nebo_core.models import ModelSpec, get_model
+    from nebo_core.openai_compat import async_openai_client, openai_client
+    from nebo_core.policy import BudgetPolicy, CallPlan, Decision
+    from nebo_core.retry import RetryPolicy
+    from nebo_core.settings import NeboSettings, Secret
+    from nebo_core.stream import StreamState
+    from nebo_core.tracker import BudgetTracker, TrackerTotals, default_tracker
+    from nebo_core.wire import ModelInfo
+
+_EXPORTS = {
+    "ChatCompletion": "nebo_core._base",
+    "EmbeddingResult": "nebo_core._base",
+    "default_policy": "nebo_core._base",
+    "ChatStream": "nebo_core._streams",
+    "AsyncChatStream": "nebo_core._streams",
+    "BudgetSnapshot": "nebo_core.budget",
+    "UsageRecord": "nebo_core.budget",
+    "UsageReport": "nebo_core.budget",
+    "WindowState": "nebo_core.budget",
+    "NeboClient": "nebo_core.client",
+    "AsyncNeboClient": "nebo_core.client",
+    "NeboError": "nebo_core.errors",
+    "NeboAuthenticationError": "nebo_core.errors",
+    "NeboBadRequestError": "nebo_core.errors",
+    "NeboBudgetExhausted": "nebo_core.errors",
+    "NeboConfigurationError": "nebo_core.errors",
+    "NeboConnectionError": "nebo_core.errors",
+    "NeboContextLengthError": "nebo_core.errors",
+    "NeboRateLimited": "nebo_core.errors",
+    "NeboStreamError": "nebo_core.errors",
+    "NeboStreamTruncated": "nebo_core.errors",
+    "NeboUpstreamError": "nebo_core.errors",
+    "ModelSpec": "nebo_core.models",
+    "get_model": "nebo_core.models",
+    "openai_client": "nebo_core.openai_compat",
+    "async_openai_client": "nebo_core.openai_compat",
+    "BudgetPolicy": "nebo_core.policy",
+    "CallPlan": "nebo_core.policy",
+    "Decision": "nebo_core.policy",
+    "RetryPolicy": "nebo_core.retry",
+    "NeboSettings": "nebo_core.settings",
+    "Secret": "nebo_core.settings",
+    "StreamState": "nebo_core.stream",
+    "BudgetTracker": "nebo_core.tracker",
+    "TrackerTotals": "nebo_core.tracker",
+    "default_tracker": "nebo_core.tracker",
+    "ModelInfo": "nebo_core.wire",
+}
+
+__all__ = [
+    "AsyncChatStream",
+    "AsyncNeboClient",
+    "BudgetPolicy",
+    "BudgetSnapshot",
+    "BudgetTracker",
+    "CallPlan",
+    "ChatCompletion",
+    "ChatStream",
+    "Decision",
+    "EmbeddingResult",
+    "ModelInfo",
+    "ModelSpec",
+    "NeboAuthenticationError",
+    "NeboBadRequestError",
+    "NeboBudgetExhausted",
+    "NeboClient",
+    "NeboConfigurationError",
+    "NeboConnectionError",
+    "NeboContextLengthError",
+    "NeboError",
+    "NeboRateLimited",
+    "NeboSettings",
+    "NeboStreamError",
+    "NeboStreamTruncated",
+    "NeboUpstreamError",
+    "RetryPolicy",
+    "Secret",
+    "StreamState",
+    "TrackerTotals",
+    "UsageRecord",
+    "UsageReport",
+    "WindowState",
+    "__version__",
+    "async_openai_client",
+    "default_policy",
+    "default_tracker",
+    "get_model",
+    "openai_client",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'nebo_core' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

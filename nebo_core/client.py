@@ -1,0 +1,481 @@
+"""``NeboClient`` and ``AsyncNeboClient``: Nebo over httpx, with one retry layer and budgets built in.
+
+Both clients share every decision with :class:`nebo_core._base.BaseClient`; the bodies here
+only send, sleep and await. Every response (errors and streams included) feeds the tracker,
+and every call runs under the budget policy: it may be refused before any request is sent,
+wait for a reset, or fall back to another model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from typing import Any, TypeVar
+
+import httpx
+
+from nebo_core import wire
+from nebo_core._base import BaseClient, ChatCompletion, EmbeddingResult, batches
+from nebo_core._streams import AsyncChatStream, ChatStream
+from nebo_core.budget import BudgetSnapshot, CallKind, UsageRecord, UsageReport
+from nebo_core.errors import NeboBudgetExhausted, NeboError, NeboUpstreamError
+from nebo_core.models import DEFAULT_EMBEDDING_MODEL
+from nebo_core.policy import CallPlan, Decision
+from nebo_core.retry import RetryPolicy
+
+T = TypeVar("T")
+_LIMITS = httpx.Limits(max_connections=64, max_keepalive_connections=16, keepalive_expiry=30.0)
+"""Idle pooled connections go after 30 s: Nebo's load balancer reaps them at 60-120 s (nebo-api.md 11.9)."""
+
+
+def _check_chat_body(data: Any) -> dict[str, Any]:
+    if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
+        raise NeboUpstreamError("Nebo returned a chat response without choices", status=200, body=data)
+    return data
+
+
+class NeboClient(BaseClient):
+    """Synchronous Nebo client. Pass ``http_client=`` for proxies, certificates or a test transport."""
+
+    def __init__(
+        self,
+        *,
+        http_client: httpx.Client | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self._own_http = http_client is None
+        self._http = http_client or httpx.Client(limits=_LIMITS, timeout=self.settings.timeout)
+        self._sleep = sleep
+
+    def __enter__(self) -> NeboClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the HTTP connections this client opened (not a client you passed in)."""
+        if self._own_http:
+            self._http.close()
+
+    # -- drivers --------------------------------------------------------------------------
+
+    def _retrying(self, fn: Callable[[], T], retry: RetryPolicy) -> T:
+        attempt = 0
+        while True:
+            try:
+                return fn()
+            except NeboError as err:
+                delay = retry.delay(err, attempt)
+                if delay is None:
+                    raise
+                self._sleep(delay)
+                attempt += 1
+
+    def _governed(
+        self,
+        kind: CallKind,
+        model: str,
+        scope: str | None,
+        attempt: Callable[[str], tuple[T, UsageRecord | None]],
+        settle: bool = True,
+    ) -> tuple[T, Decision]:
+        plan = CallPlan(kind, model, scope)
+        decision = self._decide(plan)
+        while True:
+            if decision.action == "wait":
+                self._sleep(decision.wait_s)
+                plan = replace(plan, step=plan.step + 1)
+                decision = self._decide(plan, decision)
+                continue
+            if decision.action == "refuse":
+                assert decision.error is not None
+                raise decision.error
+            try:
+                result, record = attempt(decision.model)
+            except NeboBudgetExhausted as err:
+                self.policy.settle(decision, None)
+                plan = replace(plan, model=decision.model, step=plan.step + 1)
+                decision = self._decide(plan, decision, err)
+                continue
+            except BaseException:
+                self.policy.settle(decision, None)
+                raise
+            if settle:
+                self.policy.settle(decision, record)
+            return result, decision
+
+    def _governed_open(self, stream: ChatStream) -> Decision:
+        retry = self._retry_kw(stream._max_retries)
+
+        def attempt(model: str) -> tuple[None, None]:
+            self._retrying(lambda: stream._attempt(model), retry)
+            return None, None
+
+        return self._governed("chat", stream._requested, stream._scope, attempt, settle=False)[1]
+
+    def _send(
+        self, request: httpx.Request, retry: RetryPolicy
+    ) -> tuple[Any, httpx.Headers, BudgetSnapshot, BudgetSnapshot | None]:
+        def once() -> tuple[Any, httpx.Headers, BudgetSnapshot, BudgetSnapshot | None]:
+            try:
+                response = self._http.send(request)
+            except httpx.TransportError as exc:
+                raise self._connection_error(exc) from exc
+            snapshot, prior = self._observe(response.headers)
+            return (
+                self._finish(response.status_code, response.content, response.headers, snapshot),
+                response.headers,
+                snapshot,
+                prior,
+            )
+
+        return self._retrying(once, retry)
+
+    # -- API ------------------------------------------------------------------------------
+
+    def chat(
+        self,
+        body: dict[str, Any],
+        *,
+        scope: str | None = None,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+    ) -> ChatCompletion:
+        """One chat completion (``body`` is an OpenAI request body)."""
+        requested = str(body.get("model", "auto"))
+        retry = self._retry_kw(max_retries)
+
+        def attempt(model: str) -> tuple[ChatCompletion, UsageRecord]:
+            payload = wire.prepare_chat_body({**body, "model": model}, stream=False)
+            before, started = self.tracker.snapshot, time.perf_counter()
+            data, headers, snapshot, prior = self._send(
+                self._request("POST", wire.CHAT_PATH, payload, timeout, False), retry
+            )
+            data = _check_chat_body(data)
+            rid = wire.request_id_from(headers)
+            record = self._chat_record(
+                requested,
+                data,
+                snapshot,
+                before if prior is before else None,
+                started,
+                False,
+                True,
+                rid,
+                scope,
+            )
+            return ChatCompletion(data, record, snapshot, rid), record
+
+        return self._governed("chat", requested, scope, attempt)[0]
+
+    def stream_chat(
+        self,
+        body: dict[str, Any],
+        *,
+        scope: str | None = None,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+    ) -> ChatStream:
+        """A chat stream of standard OpenAI chunks; nothing is sent until you iterate."""
+        return ChatStream(self, body, scope, timeout, max_retries)
+
+    def _embed_one(
+        self,
+        texts: list[str],
+        model: str,
+        dimensions: int | None,
+        encoding_format: str,
+        scope: str | None,
+        timeout: float | None,
+        retry: RetryPolicy,
+    ) -> tuple[list[list[float]], str | None, UsageRecord]:
+        def attempt(chosen: str) -> tuple[tuple[list[list[float]], str | None, UsageRecord], UsageRecord]:
+            body = self._embedding_body(texts, chosen, dimensions, encoding_format)
+            before, started = self.tracker.snapshot, time.perf_counter()
+            data, headers, snapshot, prior = self._send(
+                self._request("POST", wire.EMBEDDINGS_PATH, body, timeout, False), retry
+            )
+            vectors = self._embedding_vectors(data, len(texts))
+            record = self._chat_record(
+                model,
+                {"usage": data.get("usage"), "model": data.get("model")},
+                snapshot,
+                before if prior is before else None,
+                started,
+                False,
+                True,
+                wire.request_id_from(headers),
+                scope,
+                kind="embedding",
+            )
+            return (vectors, data.get("model"), record), record
+
+        return self._governed("embedding", model, scope, attempt)[0]
+
+    def embed(
+        self,
+        texts: Sequence[str],
+        *,
+        model: str = DEFAULT_EMBEDDING_MODEL,
+        dimensions: int | None = None,
+        batch_size: int = 2048,
+        concurrency: int = 4,
+        encoding_format: str = "base64",
+        scope: str | None = None,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+    ) -> EmbeddingResult:
+        """Embed ``texts`` in order, ``batch_size`` per request, up to ``concurrency`` requests at once."""
+        retry = self._retry_kw(max_retries)
+        parts = batches(texts, batch_size)
+
+        def run(part: tuple[int, list[str]]) -> tuple[list[list[float]], str | None, UsageRecord]:
+            return self._embed_one(part[1], model, dimensions, encoding_format, scope, timeout, retry)
+
+        if len(parts) <= 1 or concurrency <= 1:
+            results = [run(p) for p in parts]
+        else:
+            with ThreadPoolExecutor(max_workers=min(concurrency, len(parts))) as pool:
+                results = list(pool.map(run, parts))
+        return EmbeddingResult(
+            [v for r in results for v in r[0]], next((r[1] for r in results), None), [r[2] for r in results]
+        )
+
+    def models(self) -> list[wire.ModelInfo]:
+        """The models Nebo serves to this token."""
+        data = self._send(self._request("GET", wire.MODELS_PATH, None, None, False), self.retry)[0]
+        return wire.parse_models_body(data)
+
+    def usage(self) -> UsageReport:
+        """Budget and pools from ``GET /v1/usage``."""
+        data = self._send(self._request("GET", wire.USAGE_PATH, None, None, False), self.retry)[0]
+        report = wire.parse_usage_body(data)
+        return report
+
+
+class AsyncNeboClient(BaseClient):
+    """Asynchronous Nebo client; the same API as :class:`NeboClient` with ``await``."""
+
+    def __init__(
+        self,
+        *,
+        http_client: httpx.AsyncClient | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self._own_http = http_client is None
+        self._http = http_client or httpx.AsyncClient(limits=_LIMITS, timeout=self.settings.timeout)
+        self._sleep = sleep
+
+    async def __aenter__(self) -> AsyncNeboClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the HTTP connections this client opened (not a client you passed in)."""
+        if self._own_http:
+            await self._http.aclose()
+
+    # -- drivers --------------------------------------------------------------------------
+
+    async def _retrying(self, fn: Callable[[], Awaitable[T]], retry: RetryPolicy) -> T:
+        attempt = 0
+        while True:
+            try:
+                return await fn()
+            except NeboError as err:
+                delay = retry.delay(err, attempt)
+                if delay is None:
+                    raise
+                await self._sleep(delay)
+                attempt += 1
+
+    async def _governed(
+        self,
+        kind: CallKind,
+        model: str,
+        scope: str | None,
+        attempt: Callable[[str], Awaitable[tuple[T, UsageRecord | None]]],
+        settle: bool = True,
+    ) -> tuple[T, Decision]:
+        plan = CallPlan(kind, model, scope)
+        decision = self._decide(plan)
+        while True:
+            if decision.action == "wait":
+                await self._sleep(decision.wait_s)
+                plan = replace(plan, step=plan.step + 1)
+                decision = self._decide(plan, decision)
+                continue
+            if decision.action == "refuse":
+                assert decision.error is not None
+                raise decision.error
+            try:
+                result, record = await attempt(decision.model)
+            except NeboBudgetExhausted as err:
+                self.policy.settle(decision, None)
+                plan = replace(plan, model=decision.model, step=plan.step + 1)
+                decision = self._decide(plan, decision, err)
+                continue
+            except BaseException:
+                self.policy.settle(decision, None)
+                raise
+            if settle:
+                self.policy.settle(decision, record)
+            return result, decision
+
+    async def _governed_open(self, stream: AsyncChatStream) -> Decision:
+        retry = self._retry_kw(stream._max_retries)
+
+        async def attempt(model: str) -> tuple[None, None]:
+            await self._retrying(lambda: stream._attempt(model), retry)
+            return None, None
+
+        return (await self._governed("chat", stream._requested, stream._scope, attempt, settle=False))[1]
+
+    async def _send(
+        self, request: httpx.Request, retry: RetryPolicy
+    ) -> tuple[Any, httpx.Headers, BudgetSnapshot, BudgetSnapshot | None]:
+        async def once() -> tuple[Any, httpx.Headers, BudgetSnapshot, BudgetSnapshot | None]:
+            try:
+                response = await self._http.send(request)
+            except httpx.TransportError as exc:
+                raise self._connection_error(exc) from exc
+            snapshot, prior = self._observe(response.headers)
+            return (
+                self._finish(response.status_code, response.content, response.headers, snapshot),
+                response.headers,
+                snapshot,
+                prior,
+            )
+
+        return await self._retrying(once, retry)
+
+    # -- API ------------------------------------------------------------------------------
+
+    async def chat(
+        self,
+        body: dict[str, Any],
+        *,
+        scope: str | None = None,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+    ) -> ChatCompletion:
+        """One chat completion (``body`` is an OpenAI request body)."""
+        requested = str(body.get("model", "auto"))
+        retry = self._retry_kw(max_retries)
+
+        async def attempt(model: str) -> tuple[ChatCompletion, UsageRecord]:
+            payload = wire.prepare_chat_body({**body, "model": model}, stream=False)
+            before, started = self.tracker.snapshot, time.perf_counter()
+            data, headers, snapshot, prior = await self._send(
+                self._request("POST", wire.CHAT_PATH, payload, timeout, False), retry
+            )
+            data = _check_chat_body(data)
+            rid = wire.request_id_from(headers)
+            record = self._chat_record(
+                requested,
+                data,
+                snapshot,
+                before if prior is before else None,
+                started,
+                False,
+                True,
+                rid,
+                scope,
+            )
+            return ChatCompletion(data, record, snapshot, rid), record
+
+        return (await self._governed("chat", requested, scope, attempt))[0]
+
+    def stream_chat(
+        self,
+        body: dict[str, Any],
+        *,
+        scope: str | None = None,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+    ) -> AsyncChatStream:
+        """A chat stream of standard OpenAI chunks (``async with`` / ``async for``)."""
+        return AsyncChatStream(self, body, scope, timeout, max_retries)
+
+    async def _embed_one(
+        self,
+        texts: list[str],
+        model: str,
+        dimensions: int | None,
+        encoding_format: str,
+        scope: str | None,
+        timeout: float | None,
+        retry: RetryPolicy,
+    ) -> tuple[list[list[float]], str | None, UsageRecord]:
+        async def attempt(
+            chosen: str,
+        ) -> tuple[tuple[list[list[float]], str | None, UsageRecord], UsageRecord]:
+            body = self._embedding_body(texts, chosen, dimensions, encoding_format)
+            before, started = self.tracker.snapshot, time.perf_counter()
+            data, headers, snapshot, prior = await self._send(
+                self._request("POST", wire.EMBEDDINGS_PATH, body, timeout, False), retry
+            )
+            vectors = self._embedding_vectors(data, len(texts))
+            record = self._chat_record(
+                model,
+                {"usage": data.get("usage"), "model": data.get("model")},
+                snapshot,
+                before if prior is before else None,
+                started,
+                False,
+                True,
+                wire.request_id_from(headers),
+                scope,
+                kind="embedding",
+            )
+            return (vectors, data.get("model"), record), record
+
+        return (await self._governed("embedding", model, scope, attempt))[0]
+
+    async def embed(
+        self,
+        texts: Sequence[str],
+        *,
+        model: str = DEFAULT_EMBEDDING_MODEL,
+        dimensions: int | None = None,
+        batch_size: int = 2048,
+        concurrency: int = 4,
+        encoding_format: str = "base64",
+        scope: str | None = None,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+    ) -> EmbeddingResult:
+        """Embed ``texts`` in order, ``batch_size`` per request, up to ``concurrency`` requests at once."""
+        retry = self._retry_kw(max_retries)
+        gate = asyncio.Semaphore(max(concurrency, 1))
+
+        async def run(part: tuple[int, list[str]]) -> tuple[list[list[float]], str | None, UsageRecord]:
+            async with gate:
+                return await self._embed_one(
+                    part[1], model, dimensions, encoding_format, scope, timeout, retry
+                )
+
+        results = await asyncio.gather(*(run(p) for p in batches(texts, batch_size)))
+        return EmbeddingResult(
+            [v for r in results for v in r[0]], next((r[1] for r in results), None), [r[2] for r in results]
+        )
+
+    async def models(self) -> list[wire.ModelInfo]:
+        """The models Nebo serves to this token."""
+        data = (await self._send(self._request("GET", wire.MODELS_PATH, None, None, False), self.retry))[0]
+        return wire.parse_models_body(data)
+
+    async def usage(self) -> UsageReport:
+        """Budget and pools from ``GET /v1/usage``."""
+        data = (await self._send(self._request("GET", wire.USAGE_PATH, None, None, False), self.retry))[0]
+        return wire.parse_usage_body(data)

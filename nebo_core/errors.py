@@ -1,0 +1,166 @@
+"""Typed errors for everything that can go wrong talking to Nebo.
+
+A program acts on the class, not on a message: budget exhaustion is final until a
+window resets, a transient rate limit is worth waiting for, an upstream 502 is worth
+one more try. Every error carries what the server said (status, code, message,
+request id, the budget snapshot from the headers) and never the token.
+
+    NeboError
+    ├── NeboConfigurationError     settings are wrong (no key, plain http to a remote host, expired JWT)
+    ├── NeboAuthenticationError    401 / 403
+    ├── NeboBudgetExhausted        429 USAGE_LIMIT_EXCEEDED, a window at 0, or a policy cap
+    ├── NeboRateLimited            transient 429, or a rate_limit_error inside a 200 stream
+    ├── NeboUpstreamError          502 / 5xx
+    ├── NeboConnectionError        connect / read failures and timeouts
+    ├── NeboBadRequestError        400 / 404 / 422
+    │   └── NeboContextLengthError context_length_exceeded
+    └── NeboStreamError            an error event inside a 200 stream
+        └── NeboStreamTruncated    EOF before finish_reason (``partial`` holds what arrived)
+
+``is_retryable`` says whether the same request may succeed later; only the client's
+one retry layer acts on it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from nebo_core.budget import BudgetSnapshot
+
+
+class NeboError(Exception):
+    """Base of every error this package raises."""
+
+    is_retryable: bool = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        request_id: str | None = None,
+        body: Any = None,
+        snapshot: BudgetSnapshot | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.code = code
+        self.request_id = request_id
+        self.body = body
+        self.snapshot = snapshot
+        self.retry_after = retry_after
+
+    def _state(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "message"}
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Keyword-only constructors do not pickle by default; errors cross process boundaries.
+        return (_rebuild_error, (type(self), self.message, self._state()))
+
+    def __str__(self) -> str:
+        parts = [self.message]
+        if self.status is not None:
+            parts.append(f"status={self.status}")
+        if self.code:
+            parts.append(f"code={self.code}")
+        if self.request_id:
+            parts.append(f"request_id={self.request_id}")
+        return parts[0] if len(parts) == 1 else f"{parts[0]} ({', '.join(parts[1:])})"
+
+
+def _rebuild_error(cls: type[NeboError], message: str, state: dict[str, Any]) -> NeboError:
+    err = cls.__new__(cls)
+    Exception.__init__(err, message)
+    err.message = message
+    err.__dict__.update(state)
+    return err
+
+
+class NeboConfigurationError(NeboError, ValueError):
+    """The settings cannot work; the message says which one and how to fix it."""
+
+
+class NeboAuthenticationError(NeboError):
+    """The token was refused (401/403) or has expired."""
+
+
+class NeboBudgetExhausted(NeboError):
+    """No budget left for this call: a Nebo window or pool is empty, or a local cap is reached.
+
+    Never retryable: only a window reset (``reset_at``) or a top-up changes the answer.
+    ``window`` is ``"session"``, ``"weekly"``, ``"pools"`` or ``"cap"`` (a local policy cap).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        window: str | None = None,
+        reset_at: datetime | None = None,
+        scope: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(message, **kwargs)
+        self.window = window
+        self.reset_at = reset_at
+        self.scope = scope
+
+
+class NeboRateLimited(NeboError):
+    """A transient rate limit: the same request should succeed after ``retry_after`` seconds."""
+
+    is_retryable = True
+
+
+class NeboUpstreamError(NeboError):
+    """Nebo or the provider behind it failed (502, 5xx)."""
+
+    is_retryable = True
+
+
+class NeboConnectionError(NeboError):
+    """The server could not be reached, or the connection failed or timed out."""
+
+    is_retryable = True
+
+
+class NeboBadRequestError(NeboError):
+    """The server rejected the request as malformed (400, 404, 422)."""
+
+
+class NeboContextLengthError(NeboBadRequestError):
+    """The prompt is longer than the model's context window."""
+
+
+class NeboStreamError(NeboError):
+    """The server sent an error event inside a 200 stream."""
+
+
+class NeboStreamTruncated(NeboStreamError):
+    """The stream ended before a ``finish_reason``; ``partial`` holds the message assembled so far."""
+
+    is_retryable = True
+
+    def __init__(self, message: str, *, partial: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.partial = partial or {}
+
+
+__all__ = [
+    "NeboAuthenticationError",
+    "NeboBadRequestError",
+    "NeboBudgetExhausted",
+    "NeboConfigurationError",
+    "NeboConnectionError",
+    "NeboContextLengthError",
+    "NeboError",
+    "NeboRateLimited",
+    "NeboStreamError",
+    "NeboStreamTruncated",
+    "NeboUpstreamError",
+]
