@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
 SRC := nebo_core langchain_nebo llama_index_nebo
 
-.PHONY: demo test lint record bench clean
+.PHONY: demo test test-core test-sdk2 lint record bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,8 +16,21 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/nebo demo
 
-test: $(STAMP)
+test: test-core test-sdk2
+
+test-core: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+# The openai SDK 2.x (on httpx) in its own venv; the main venv carries 3.x (on httpx2).
+SDK2 := .venv-sdk2
+$(SDK2)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(SDK2)
+	$(SDK2)/bin/python -m pip install -q --upgrade pip
+	$(SDK2)/bin/python -m pip install -q -e . 'openai>=2,<3' pytest pytest-asyncio pytest-timeout
+	touch $@
+
+test-sdk2: $(SDK2)/.installed
+	$(SDK2)/bin/python -m pytest -q -p no:cacheprovider tests/sdk2 tests/nebo_core/test_openai_compat.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check $(SRC) tests bench
