@@ -1,0 +1,112 @@
+"""Construction of the ``nebo_core`` clients behind ``Nebo`` and ``NeboEmbedding``.
+
+Both adapters hold one of these as a private attribute, so the token (inside
+``NeboSettings``) never becomes a pydantic field and never reaches ``to_dict()``, repr or
+instrumentation payloads. The async client is built per event loop: httpx's async pool is
+bound to the loop that opened it, and LlamaIndex users often call ``asyncio.run`` repeatedly.
+Usage records are published here too, to the instrumentation dispatcher and to any
+``NeboBudgetCallbackHandler`` on the component's callback manager.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+from llama_index.core.callbacks import CallbackManager
+from llama_index.core.instrumentation import get_dispatcher  # type: ignore[attr-defined]
+
+from llama_index_nebo._events import NeboUsageEvent
+from nebo_core import AsyncNeboClient, BudgetPolicy, BudgetTracker, NeboClient, NeboSettings, UsageRecord
+
+dispatcher = get_dispatcher("llama_index_nebo")
+
+
+class NeboClients:
+    """A sync client (built on first use) and one async client per running event loop."""
+
+    def __init__(
+        self,
+        *,
+        api_key: str | None,
+        base_url: str | None,
+        timeout: float | None,
+        max_retries: int | None,
+        provider_api_key: str | None = None,
+        tracker: BudgetTracker | None = None,
+        policy: BudgetPolicy | None = None,
+        client: NeboClient | None = None,
+        async_client: AsyncNeboClient | None = None,
+    ) -> None:
+        given = client or async_client
+        if given is not None:
+            self.settings: NeboSettings = given.settings
+            tracker, policy = tracker or given.tracker, policy or given.policy
+        else:
+            self.settings = NeboSettings.resolve(
+                api_key=api_key,
+                base_url=base_url,
+                timeout=timeout,
+                max_retries=max_retries,
+                provider_api_key=provider_api_key,
+            )
+        self._tracker = tracker
+        self._policy = policy
+        self._sync = client
+        self._async: dict[int, tuple[asyncio.AbstractEventLoop | None, AsyncNeboClient]] = {}
+        if async_client is not None:
+            self._async[0] = (None, async_client)
+        self._lock = threading.Lock()
+
+    @property
+    def sync(self) -> NeboClient:
+        """The sync client."""
+        if self._sync is None:
+            with self._lock:
+                if self._sync is None:
+                    self._sync = NeboClient(
+                        settings=self.settings, tracker=self._tracker, policy=self._policy
+                    )
+                    self._tracker, self._policy = self._sync.tracker, self._sync.policy
+        return self._sync
+
+    @property
+    def tracker(self) -> BudgetTracker:
+        """The tracker every call of this component records into."""
+        return self.sync.tracker
+
+    @property
+    def policy(self) -> BudgetPolicy:
+        """The budget policy every call of this component runs under."""
+        return self.sync.policy
+
+    def aio(self) -> AsyncNeboClient:
+        """The async client for the running event loop."""
+        given = self._async.get(0)
+        if given is not None:
+            return given[1]
+        loop = asyncio.get_running_loop()
+        entry = self._async.get(id(loop))
+        if entry is None or entry[0] is not loop:
+            sync = self.sync  # shares the tracker and policy with the sync side
+            # Clients of loops that have since closed cannot be closed cleanly; let them go.
+            self._async = {k: v for k, v in self._async.items() if v[0] is not None and not v[0].is_closed()}
+            entry = (
+                loop,
+                AsyncNeboClient(settings=self.settings, tracker=sync.tracker, policy=sync.policy),
+            )
+            self._async[id(loop)] = entry
+        return entry[1]
+
+
+def publish(records: list[UsageRecord], callback_manager: CallbackManager | None) -> None:
+    """Announce finished calls: one ``NeboUsageEvent`` each, and to legacy Nebo callback handlers."""
+    from llama_index_nebo._handlers import NeboBudgetCallbackHandler
+
+    handlers: list[Any] = list(callback_manager.handlers) if callback_manager is not None else []
+    for record in records:
+        dispatcher.event(NeboUsageEvent.from_record(record))
+        for handler in handlers:
+            if isinstance(handler, NeboBudgetCallbackHandler):
+                handler.record(record)

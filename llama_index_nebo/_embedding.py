@@ -1,0 +1,137 @@
+"""``NeboEmbedding``: LlamaIndex embeddings over ``nebo_core``'s batched, base64 ``embed``.
+
+LlamaIndex splits texts into batches of ``embed_batch_size`` (2048 by default: one request
+per 2048 inputs, the server's limit) and shows its own progress bar; async batches run
+concurrently, bounded by ``num_workers``. Each request runs under the ``nebo_core``
+budget policy and one retry layer, and its usage is published as a ``NeboUsageEvent``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from llama_index.core.base.embeddings.base import BaseEmbedding, Embedding
+from llama_index.core.bridge.pydantic import Field, PrivateAttr
+
+from llama_index_nebo._clients import NeboClients, publish
+from nebo_core import AsyncNeboClient, BudgetPolicy, BudgetTracker, EmbeddingResult, NeboClient, get_model
+from nebo_core.models import DEFAULT_EMBEDDING_MODEL, embedding_models
+from nebo_core.settings import DEFAULT_BASE_URL, DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT
+
+MAX_BATCH = 2048
+
+
+def _check_model(model_name: str, dimensions: int | None) -> None:
+    spec = get_model(model_name)
+    if spec is not None and spec.kind != "embedding":
+        names = ", ".join(m.id for m in embedding_models())
+        raise ValueError(f"{model_name!r} is a chat model, not an embedding model; use one of: {names}")
+    if dimensions is not None and (dimensions < 1 or (spec is not None and not spec.supports_dimensions)):
+        raise ValueError(f"dimensions={dimensions!r} is not valid for {model_name!r}")
+
+
+class NeboEmbedding(BaseEmbedding):
+    """Nebo embeddings (``neboloop/nebo-embed-small``/``-large`` or their OpenAI names).
+
+    The token comes from ``api_key`` or ``NEBO_API_KEY`` and is never a field.
+    """
+
+    model_name: str = Field(
+        default=DEFAULT_EMBEDDING_MODEL, description="Nebo or OpenAI embedding model name."
+    )
+    embed_batch_size: int = Field(default=MAX_BATCH, gt=0, le=MAX_BATCH, description="Inputs per request.")
+    num_workers: int | None = Field(default=4, description="Concurrent requests for async batches.")
+    dimensions: int | None = Field(default=None, description="Shorter vectors (text-embedding-3 models).")
+    base_url: str = Field(default=DEFAULT_BASE_URL, description="Nebo API base URL, ending in /v1.")
+    timeout: float = Field(default=DEFAULT_TIMEOUT, description="Seconds per request.")
+    max_retries: int = Field(default=DEFAULT_MAX_RETRIES, description="Retries of transient failures.")
+    scope: str | None = Field(default=None, description="Budget scope passed to the nebo_core policy.")
+
+    _clients: NeboClients = PrivateAttr()
+
+    def __init__(
+        self,
+        model_name: str = DEFAULT_EMBEDDING_MODEL,
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        api_base: str | None = None,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+        provider_api_key: str | None = None,
+        tracker: BudgetTracker | None = None,
+        policy: BudgetPolicy | None = None,
+        client: NeboClient | None = None,
+        async_client: AsyncNeboClient | None = None,
+        **kwargs: Any,
+    ) -> None:
+        from llama_index_nebo._llm import _base_url
+
+        _check_model(model_name, kwargs.get("dimensions"))
+        clients = NeboClients(
+            api_key=api_key,
+            base_url=_base_url(base_url, api_base),
+            timeout=timeout,
+            max_retries=max_retries,
+            provider_api_key=provider_api_key,
+            tracker=tracker,
+            policy=policy,
+            client=client,
+            async_client=async_client,
+        )
+        settings = clients.settings
+        super().__init__(  # type: ignore[call-arg]
+            model_name=model_name,
+            base_url=settings.base_url,
+            timeout=settings.timeout,
+            max_retries=settings.max_retries,
+            **kwargs,
+        )
+        self._clients = clients
+
+    @classmethod
+    def class_name(cls) -> str:
+        """Class name."""
+        return "NeboEmbedding"
+
+    @property
+    def dimension(self) -> int | None:
+        """Vector width: ``dimensions`` if set, else the model's (``None`` for an unknown model)."""
+        spec = get_model(self.model_name)
+        return self.dimensions or (spec.dimensions if spec is not None else None)
+
+    @property
+    def tracker(self) -> BudgetTracker:
+        """The ``nebo_core`` tracker every request records into."""
+        return self._clients.tracker
+
+    def _embed_kwargs(self) -> dict[str, Any]:
+        return {
+            "model": self.model_name,
+            "dimensions": self.dimensions,
+            "batch_size": self.embed_batch_size,
+            "concurrency": self.num_workers or 1,
+            "scope": self.scope,
+        }
+
+    def _vectors(self, result: EmbeddingResult) -> list[Embedding]:
+        publish(result.usage, self.callback_manager)
+        return result.vectors
+
+    def _get_text_embeddings(self, texts: list[str]) -> list[Embedding]:
+        return self._vectors(self._clients.sync.embed(texts, **self._embed_kwargs()))
+
+    async def _aget_text_embeddings(self, texts: list[str]) -> list[Embedding]:
+        return self._vectors(await self._clients.aio().embed(texts, **self._embed_kwargs()))
+
+    def _get_text_embedding(self, text: str) -> Embedding:
+        return self._get_text_embeddings([text])[0]
+
+    async def _aget_text_embedding(self, text: str) -> Embedding:
+        return (await self._aget_text_embeddings([text]))[0]
+
+    def _get_query_embedding(self, query: str) -> Embedding:
+        return self._get_text_embedding(query)
+
+    async def _aget_query_embedding(self, query: str) -> Embedding:
+        return await self._aget_text_embedding(query)
