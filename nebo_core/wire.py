@@ -241,10 +241,16 @@ def parse_usage_body(body: Any, observed_at: datetime | None = None) -> UsageRep
     free = parse_int(grants.get("free_available"))
     gift = parse_int(grants.get("gift_available"))
     cents = parse_int(credits.get("balance_cents"))
-    # The active pool follows draw order, not the `plan` field (nebo-api.md 7.2, known pitfall).
-    pool = "free" if free else "gift" if gift else None
-    snapshot = BudgetSnapshot(window("session"), window("weekly"), free, gift, cents, pool, now)
+    session, weekly = window("session"), window("weekly")
     used_percent = parse_int(allm.get("used_percent"))
+    known = [w for w in (session, weekly) if w.remaining_micro is not None]
+    plan_left = all(not w.exhausted for w in known) if known else None
+    if plan_left is None and used_percent is not None:
+        plan_left = used_percent < 100
+    # The active pool follows draw order free > gift > plan > credits, not the `plan` field
+    # (nebo-api.md 7.2 known pitfall, section 10).
+    pool = "free" if free else "gift" if gift else "plan" if plan_left else "credits" if cents else None
+    snapshot = BudgetSnapshot(session, weekly, free, gift, cents, pool, now)
     included = allm.get("included") if isinstance(allm.get("included"), bool) else None
     plan = data.get("plan") if isinstance(data.get("plan"), str) else None
     return UsageReport(
