@@ -9,6 +9,7 @@ wait for a reset, or fall back to another model.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -241,8 +242,11 @@ class NeboClient(BaseClient):
         if len(parts) <= 1 or concurrency <= 1:
             results = [run(p) for p in parts]
         else:
+            # Each batch runs in the caller's context (a copy each), so ContextVar-scoped
+            # usage collectors and tracing see the calls made in worker threads.
+            contexts = [contextvars.copy_context() for _ in parts]
             with ThreadPoolExecutor(max_workers=min(concurrency, len(parts))) as pool:
-                results = list(pool.map(run, parts))
+                results = list(pool.map(lambda c, p: c.run(run, p), contexts, parts))
         return EmbeddingResult(
             [v for r in results for v in r[0]], next((r[1] for r in results), None), [r[2] for r in results]
         )

@@ -1,0 +1,103 @@
+"""Connection settings shared by ``ChatNebo`` and ``NeboEmbeddings``, and their cached core clients.
+
+Settings are resolved once, at construction, through ``nebo_core.NeboSettings`` (so a bad
+key or URL fails early with a message naming the fix). The ``nebo_core`` clients are built
+lazily on first use and cached: per call, the adapter pays a dict build and nothing more.
+An async client is tied to the event loop it was made in, so a new loop gets a new one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+import httpx
+from langchain_core.utils import from_env, secret_from_env
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, model_validator
+from typing_extensions import Self
+
+from nebo_core.client import AsyncNeboClient, NeboClient
+from nebo_core.policy import BudgetPolicy
+from nebo_core.settings import NeboSettings
+from nebo_core.tracker import BudgetTracker
+
+_lock = threading.Lock()
+
+
+class NeboConnection(BaseModel):
+    """How to reach Nebo: key, URL, BYOK, attribution headers, budget tracker and policy."""
+
+    model_config = ConfigDict(populate_by_name=True, arbitrary_types_allowed=True, protected_namespaces=())
+
+    api_key: SecretStr | None = Field(default_factory=secret_from_env("NEBO_API_KEY", default=None))
+    """The NeboLoop subscription token (else ``NEBO_API_KEY``)."""
+    base_url: str | None = Field(default_factory=from_env("NEBO_BASE_URL", default=None))
+    """Base URL ending in ``/v1`` (else ``NEBO_BASE_URL``, else the public endpoint)."""
+    timeout: float | None = None
+    """Seconds per request (default 300: upstreams may go silent while buffering tool calls)."""
+    max_retries: int | None = None
+    """Retries of transient failures, done once, in ``nebo_core`` (budget errors are never retried)."""
+    provider_api_key: SecretStr | None = Field(
+        default_factory=secret_from_env("NEBO_PROVIDER_API_KEY", default=None)
+    )
+    """BYOK: your provider's key, sent as ``X-Provider-API-Key`` (else ``NEBO_PROVIDER_API_KEY``)."""
+    bot_id: str | None = None
+    lane: str | None = None
+    purpose: str | None = None
+    tracker: BudgetTracker | None = Field(default=None, exclude=True)
+    """Where usage is recorded (default: ``nebo_core.default_tracker()``)."""
+    policy: BudgetPolicy | None = Field(default=None, exclude=True)
+    """Budget policy applied before every call (default: warn, refuse when exhausted)."""
+    http_client: httpx.Client | None = Field(default=None, exclude=True)
+    """Your own ``httpx.Client`` (proxies, certificates, test transports)."""
+    http_async_client: httpx.AsyncClient | None = Field(default=None, exclude=True)
+
+    _settings: NeboSettings = PrivateAttr()
+    _client: NeboClient | None = PrivateAttr(default=None)
+    _aclient: AsyncNeboClient | None = PrivateAttr(default=None)
+    _aloop: Any = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _resolve_settings(self) -> Self:
+        self._settings = NeboSettings.resolve(
+            api_key=self.api_key.get_secret_value() if self.api_key is not None else None,
+            base_url=self.base_url,
+            timeout=self.timeout,
+            max_retries=self.max_retries,
+            provider_api_key=(
+                self.provider_api_key.get_secret_value() if self.provider_api_key is not None else None
+            ),
+            bot_id=self.bot_id,
+            lane=self.lane,
+            purpose=self.purpose,
+        )
+        return self
+
+    def _core_kwargs(self) -> dict[str, Any]:
+        return {"settings": self._settings, "tracker": self.tracker, "policy": self.policy}
+
+    def _sync_client(self) -> NeboClient:
+        client = self._client
+        if client is None:
+            with _lock:
+                if self._client is None:
+                    self._client = NeboClient(http_client=self.http_client, **self._core_kwargs())
+                    _hook(self._client.tracker)
+                client = self._client
+        return client
+
+    def _async_client(self) -> AsyncNeboClient:
+        loop = asyncio.get_running_loop()
+        client = self._aclient
+        if client is None or (self._aloop is not loop and self.http_async_client is None):
+            client = AsyncNeboClient(http_client=self.http_async_client, **self._core_kwargs())
+            _hook(client.tracker)
+            self._aclient, self._aloop = client, loop
+        return client
+
+
+def _hook(tracker: BudgetTracker) -> None:
+    from langchain_nebo._callbacks import hook_tracker
+
+    hook_tracker(tracker)

@@ -1,0 +1,204 @@
+"""ChatNebo on the emulator: metadata, streaming, tools, structured output, request fields, secrets."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+import pytest
+from langchain_core.load import dumpd, dumps
+from langchain_core.messages import AIMessageChunk, HumanMessage
+from langchain_core.tools import tool
+from pydantic import BaseModel, ValidationError
+
+from langchain_nebo import ChatNebo
+
+
+class Person(BaseModel):
+    """A person mentioned in the text."""
+
+    name: str
+    city: str
+
+
+@tool
+def lookup_city(city: str) -> str:
+    """Look up facts about a city."""
+    return f"{city} has a river."
+
+
+def _capturing_client(sent: list[dict[str, Any]]) -> httpx.Client:
+    def hook(request: httpx.Request) -> None:
+        sent.append(json.loads(request.content))
+
+    return httpx.Client(event_hooks={"request": [hook]})
+
+
+def test_invoke_carries_usage_routed_model_and_budget(connect: dict[str, Any], emu: Any) -> None:
+    msg = ChatNebo(**connect).invoke("Context: the sky is blue. Question: what color is the sky?")
+    meta = msg.response_metadata
+    assert "blue" in msg.content
+    assert meta["model_name"]
+    assert meta["model_name"] != "auto"
+    assert meta["finish_reason"] == "stop"
+    assert meta["id"].startswith("chatcmpl")
+    assert meta["nebo"]["cost_micro"] == emu.ledger[-1].cost_micro
+    assert meta["nebo"]["cost_dollars"] == meta["nebo"]["cost_micro"] / 1_000_000
+    assert meta["nebo"]["snapshot"]["session"]["remaining_micro"] is not None
+    assert msg.usage_metadata is not None
+    assert msg.usage_metadata["total_tokens"] > 0
+
+
+def test_stream_is_token_by_token_with_exactly_one_usage_chunk(connect: dict[str, Any], emu: Any) -> None:
+    chunks = list(ChatNebo(**connect).stream("Say something about rivers and lakes"))
+    assert sum(1 for c in chunks if c.content) > 2
+    with_usage = [c for c in chunks if c.usage_metadata]
+    assert len(with_usage) == 1
+    assert with_usage[0] is chunks[-1]
+    whole: AIMessageChunk = chunks[0]
+    for c in chunks[1:]:
+        whole += c
+    assert whole.response_metadata["nebo"]["cost_micro"] == emu.ledger[-1].cost_micro
+    assert whole.response_metadata["finish_reason"] == "stop"
+    assert whole.usage_metadata == with_usage[0].usage_metadata
+
+
+def test_stream_usage_off_drops_usage_but_keeps_budget(connect: dict[str, Any]) -> None:
+    chunks = list(ChatNebo(stream_usage=False, **connect).stream("hello"))
+    assert not any(c.usage_metadata for c in chunks)
+    assert chunks[-1].response_metadata["nebo"]["cost_micro"] > 0
+
+
+def test_streamed_tool_calls_arrive_as_chunks_and_assemble(connect: dict[str, Any]) -> None:
+    model = ChatNebo(**connect).bind_tools([lookup_city], tool_choice="lookup_city")
+    chunks = list(model.stream("Tell me about the city of Lyon"))
+    assert any(c.tool_call_chunks for c in chunks)
+    whole = chunks[0]
+    for c in chunks[1:]:
+        whole += c
+    assert [tc["name"] for tc in whole.tool_calls] == ["lookup_city"]
+    assert "Lyon" in whole.tool_calls[0]["args"]["city"]
+
+
+def test_tool_choice_and_parallel_calls_reach_the_wire(connect: dict[str, Any]) -> None:
+    sent: list[dict[str, Any]] = []
+    model = ChatNebo(http_client=_capturing_client(sent), **connect)
+    model.bind_tools([lookup_city], tool_choice="any", parallel_tool_calls=False).invoke("Paris")
+    model.bind_tools([lookup_city], tool_choice="none").invoke("Paris")
+    model.bind_tools([lookup_city]).invoke("Paris")
+    assert sent[0]["tool_choice"] == "required"
+    assert sent[0]["parallel_tool_calls"] is False
+    assert sent[1]["tool_choice"] == "none"
+    assert "tool_choice" not in sent[2]
+    assert sent[0]["tools"][0]["function"]["name"] == "lookup_city"
+
+
+def test_standard_params_and_model_kwargs_are_sent(connect: dict[str, Any]) -> None:
+    sent: list[dict[str, Any]] = []
+    model = ChatNebo(
+        model="gpt-5-mini",
+        temperature=0.2,
+        max_tokens=50,
+        stop=["END"],
+        seed=7,
+        top_p=0.9,
+        reasoning_effort="low",
+        model_kwargs={"user": "u1"},
+        http_client=_capturing_client(sent),
+        **connect,
+    )
+    model.invoke("hi", model="gpt-5-nano", extra_body={"metadata": {"k": "v"}})
+    body = sent[0]
+    assert body["model"] == "gpt-5-nano"
+    assert (body["temperature"], body["max_completion_tokens"], body["stop"]) == (0.2, 50, ["END"])
+    assert (body["seed"], body["top_p"], body["reasoning_effort"], body["user"]) == (7, 0.9, "low", "u1")
+    assert body["metadata"] == {"k": "v"}
+    assert "max_tokens" not in body
+
+
+@pytest.mark.parametrize("method", ["function_calling", "json_schema"])
+def test_structured_output_methods(connect: dict[str, Any], method: str) -> None:
+    model = ChatNebo(**connect).with_structured_output(Person, method=method)
+    person = model.invoke("Ada lives in the city of London.")
+    assert isinstance(person, Person)
+    assert person.name
+
+
+def test_structured_output_json_mode_and_include_raw(connect: dict[str, Any]) -> None:
+    out = ChatNebo(**connect).with_structured_output(None, method="json_mode", include_raw=True)
+    result = out.invoke("Answer in JSON: what is two plus two?")
+    assert isinstance(result, dict)
+    assert set(result) == {"raw", "parsed", "parsing_error"}
+    assert isinstance(result["parsed"], dict)
+    assert result["parsing_error"] is None
+    assert result["raw"].response_metadata["nebo"]["cost_micro"] > 0
+
+
+def test_streamed_structured_output_keeps_budget_metadata(connect: dict[str, Any], emu: Any) -> None:
+    model = ChatNebo(**connect).with_structured_output(Person, include_raw=True)
+    parts = list(model.stream("Ada lives in the city of London."))
+    raw = [p["raw"] for p in parts if "raw" in p]
+    whole = raw[0]
+    for r in raw[1:]:
+        whole += r
+    assert whole.response_metadata["nebo"]["cost_micro"] == emu.ledger[-1].cost_micro
+    assert isinstance([p for p in parts if p.get("parsed")][-1]["parsed"], Person)
+
+
+def test_bad_structured_method_names_the_choices(connect: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match="method must be one of"):
+        ChatNebo(**connect).with_structured_output(Person, method="xml")  # type: ignore[arg-type]
+
+
+def test_image_inputs_data_and_http_urls_are_sent_as_parts(connect: dict[str, Any]) -> None:
+    sent: list[dict[str, Any]] = []
+    model = ChatNebo(http_client=_capturing_client(sent), **connect)
+    msg = HumanMessage(
+        content=[
+            {"type": "text", "text": "describe"},
+            {"type": "image", "base64": "aGVsbG8=", "mime_type": "image/png"},
+            {"type": "image", "url": "https://example.com/a.png"},
+        ]
+    )
+    assert model.invoke([msg]).content
+    parts = sent[0]["messages"][0]["content"]
+    assert [p["type"] for p in parts] == ["text", "image_url", "image_url"]
+    assert parts[1]["image_url"]["url"].startswith("data:image/png;base64,")
+    assert parts[2]["image_url"]["url"] == "https://example.com/a.png"
+
+
+def test_batch_runs_every_input(connect: dict[str, Any], emu: Any) -> None:
+    before = len(emu.ledger)
+    out = ChatNebo(**connect).batch(["one", "two", "three"])
+    assert len(out) == 3
+    assert all(m.response_metadata["nebo"]["cost_micro"] for m in out)
+    assert len(emu.ledger) - before == 3
+
+
+def test_the_key_never_shows(emu: Any, tracker: Any) -> None:
+    model = ChatNebo(
+        api_key=emu.token, base_url=emu.base_url, provider_api_key="sk-provider-SECRET", tracker=tracker
+    )
+    for text in (repr(model), str(model), dumps(model), json.dumps(dumpd(model)), str(model.asdict())):
+        assert emu.token not in text
+        assert "sk-provider-SECRET" not in text
+    assert model.lc_secrets == {"api_key": "NEBO_API_KEY", "provider_api_key": "NEBO_PROVIDER_API_KEY"}
+    assert model._get_ls_params()["ls_provider"] == "nebo"
+
+
+def test_missing_key_fails_at_construction_naming_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NEBO_API_KEY", raising=False)
+    with pytest.raises(ValidationError, match="NEBO_API_KEY"):
+        ChatNebo()
+    with pytest.raises(ValidationError, match="plain http"):
+        ChatNebo(api_key="k", base_url="http://example.com/v1")
+
+
+def test_core_client_is_created_once_and_cached(connect: dict[str, Any]) -> None:
+    model = ChatNebo(**connect)
+    model.invoke("a")
+    first = model._client
+    model.invoke("b")
+    assert first is not None
+    assert model._client is first
