@@ -1,28 +1,48 @@
 """Budget policy: what to do before each call and when the budget runs out.
 
 A policy returns *decisions* ("go with model M", "wait N s", "refuse with this error");
-the clients carry them out. The default policy only warns (at 80% and 95% of a window)
-and refuses a call up front when the freshest snapshot already shows a window at zero,
-so no request is sent that can only come back as a budget 429.
+the clients carry them out (send, sleep, raise). It warns at configurable used fractions
+of Nebo's windows (once per threshold per window cycle, through the tracker), enforces
+spending caps per scope from exact costs, and on exhaustion (a window at zero, a cap
+reached, or a budget 429) raises, waits for the reset, or falls back to cheaper models.
+
+Caps use reservations: before a call, an estimate is reserved in the store in one atomic
+step (granted only if ``spent + reserved + estimate <= cap``); after it, the reservation
+is replaced by the real cost, or released if the call failed. Slack, precisely: the final
+spend of a scope can exceed its cap by at most the sum of ``max(cost - estimate, 0)`` over
+the calls that were in flight together when the last reservation was granted. Calls made
+one at a time overshoot by at most one call's estimate error; with an exact or
+upper-bound ``estimate_micro`` they never overshoot. A call whose cost is unknown is
+charged its estimate.
 """
 
 from __future__ import annotations
 
 import logging
+import math
+import threading
 import weakref
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from datetime import datetime, timezone
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
 
 from nebo_core.budget import BudgetSnapshot, CallKind, UsageRecord, WindowState
-from nebo_core.errors import NeboBudgetExhausted
+from nebo_core.errors import NeboBudgetExhausted, NeboConfigurationError
+from nebo_core.models import MODELS, get_model
+from nebo_core.stores import BudgetStore, InMemoryBudgetStore, Reservation
 from nebo_core.tracker import BudgetTracker
 
 logger = logging.getLogger("nebo_core.budget")
 
 Action = Literal["go", "wait", "refuse"]
+ExhaustedMode = Literal["raise", "wait", "fallback"]
 WarnCallback = Callable[[WindowState, float, BudgetSnapshot], None]
+GLOBAL_SCOPE = "*"
+"""The store key of calls made without a scope."""
+CAP_CODE = "BUDGET_CAP_REACHED"
+_ESTIMATE_TOKENS = {"chat": (4_000, 1_000), "embedding": (8_000, 0)}
+"""Prompt and completion tokens assumed for a model with no observed cost (conservative)."""
 
 
 @dataclass(frozen=True)
@@ -48,6 +68,10 @@ class Decision:
     """An opaque token from a store, settled after the call."""
 
 
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
 def exhausted_error(snapshot: BudgetSnapshot, now: datetime | None = None) -> NeboBudgetExhausted | None:
     """The budget error a call would get now, judging by a snapshot (``None`` if it may go)."""
     if not snapshot.exhausted:
@@ -67,20 +91,112 @@ def exhausted_error(snapshot: BudgetSnapshot, now: datetime | None = None) -> Ne
     )
 
 
+def default_estimate_micro(kind: CallKind, model: str) -> int:
+    """A conservative cost for a call to ``model`` before any has been observed.
+
+    Unknown models and ``auto`` are priced as the most expensive chat model in the table.
+    """
+    prompt, completion = _ESTIMATE_TOKENS[kind]
+    spec = get_model(model)
+    if spec is not None:
+        return spec.cost_micro(prompt, completion)
+    return max(m.cost_micro(prompt, completion) for m in MODELS if m.kind == kind)
+
+
+def _price(model: str) -> int | None:
+    spec = get_model(model)
+    return None if spec is None else spec.input_price + spec.output_price
+
+
+def _check_options(
+    warn_at: tuple[float, ...],
+    max_spend_micro: int | None,
+    on_exhausted: str,
+    max_wait: float,
+    fallback: Sequence[str] | str,
+    estimate_micro: object,
+) -> None:
+    for fraction in warn_at:
+        if not 0.0 < fraction <= 1.0:
+            raise NeboConfigurationError(f"warn_at fractions must be in (0, 1], e.g. 0.8; got {fraction!r}")
+    if max_spend_micro is not None and (
+        not isinstance(max_spend_micro, int) or isinstance(max_spend_micro, bool) or max_spend_micro < 0
+    ):
+        raise NeboConfigurationError(
+            f"max_spend_micro must be a non-negative int of microdollars (500_000 is $0.50); "
+            f"got {max_spend_micro!r}"
+        )
+    if on_exhausted not in ("raise", "wait", "fallback"):
+        raise NeboConfigurationError(
+            f"on_exhausted must be 'raise', 'wait' or 'fallback'; got {on_exhausted!r}"
+        )
+    if not max_wait >= 0:
+        raise NeboConfigurationError(f"max_wait must be seconds >= 0; got {max_wait!r}")
+    if isinstance(fallback, str) and fallback != "auto":
+        raise NeboConfigurationError(
+            f"fallback must be a list of model ids (cheaper ones later) or 'auto'; got {fallback!r}"
+        )
+    if not (estimate_micro is None or callable(estimate_micro)) and (
+        not isinstance(estimate_micro, int) or isinstance(estimate_micro, bool) or estimate_micro < 0
+    ):
+        raise NeboConfigurationError(
+            f"estimate_micro must be a non-negative int of microdollars or a function of the CallPlan; "
+            f"got {estimate_micro!r}"
+        )
+
+
 class BudgetPolicy:
-    """Decides before each call and after a budget error; the default warns and raises."""
+    """Warnings, caps and what to do on exhaustion, for every client that shares it.
+
+    ``on_exhausted``: ``"raise"`` (the default) raises :class:`NeboBudgetExhausted`;
+    ``"wait"`` sleeps until the window resets when that is within ``max_wait`` seconds
+    (caps never reset, so they still raise); ``"fallback"`` moves along ``fallback``
+    (a chain of cheaper models, or ``"auto"`` for the next cheaper model in the table).
+    ``max_spend_micro`` caps each scope (the call's ``scope=``, else ``scope``).
+    """
 
     def __init__(
         self,
         *,
         warn_at: Sequence[float] = (0.8, 0.95),
         on_warn: WarnCallback | None = None,
+        max_spend_micro: int | None = None,
+        scope: str | None = None,
+        on_exhausted: ExhaustedMode = "raise",
+        max_wait: float = 900.0,
+        fallback: Sequence[str] | Literal["auto"] = ("gpt-5-mini", "gpt-5-nano"),
+        store: BudgetStore | None = None,
+        estimate_micro: int | Callable[[CallPlan], int] | None = None,
+        reservation_ttl: float = 600.0,
+        wait_margin: float = 1.0,
         max_steps: int = 8,
+        clock: Callable[[], datetime] = _utcnow,
     ) -> None:
         self.warn_at = tuple(warn_at)
+        _check_options(self.warn_at, max_spend_micro, on_exhausted, max_wait, fallback, estimate_micro)
         self.on_warn = on_warn
+        self.max_spend_micro = max_spend_micro
+        self.scope = scope
+        self.mode: ExhaustedMode = on_exhausted
+        self.max_wait = float(max_wait)
+        self.fallback: tuple[str, ...] | Literal["auto"] = "auto" if fallback == "auto" else tuple(fallback)
+        self.store: BudgetStore = store if store is not None else InMemoryBudgetStore()
+        self.estimate_micro = estimate_micro
+        self.reservation_ttl = reservation_ttl
+        self.wait_margin = wait_margin
         self.max_steps = max_steps
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._waited_past: datetime | None = None
         self._attached: weakref.WeakSet[BudgetTracker] = weakref.WeakSet()
+
+    def __repr__(self) -> str:
+        return (
+            f"BudgetPolicy(on_exhausted={self.mode!r}, max_spend_micro={self.max_spend_micro!r}, "
+            f"scope={self.scope!r}, store={self.store!r})"
+        )
+
+    # -- warnings -------------------------------------------------------------------------
 
     def attach(self, tracker: BudgetTracker) -> None:
         """Register this policy's warnings on ``tracker`` (once per tracker)."""
@@ -102,17 +218,157 @@ class BudgetPolicy:
         if self.on_warn is not None:
             self.on_warn(window, fraction, snapshot)
 
+    # -- queries --------------------------------------------------------------------------
+
+    def scope_key(self, scope: str | None = None) -> str:
+        """The store key for a call's scope (the policy's own scope when ``None``)."""
+        return scope or self.scope or GLOBAL_SCOPE
+
+    def spent_micro(self, scope: str | None = None) -> int:
+        """Settled spend of a scope, in microdollars."""
+        return self.store.spent(self.scope_key(scope))
+
+    def remaining_micro(self, scope: str | None = None) -> int | None:
+        """What a scope's cap still allows (``None`` without a cap)."""
+        if self.max_spend_micro is None:
+            return None
+        return max(self.max_spend_micro - self.spent_micro(scope), 0)
+
+    def estimate(self, plan: CallPlan) -> int:
+        """What to reserve for ``plan``: ``estimate_micro``, else the observed mean for the model,
+        else a conservative default (pass ``estimate_micro`` for caps of a few cents)."""
+        if callable(self.estimate_micro):
+            value = int(self.estimate_micro(plan))
+        elif self.estimate_micro is not None:
+            value = self.estimate_micro
+        else:
+            mean = self.store.mean_cost(plan.model)
+            value = math.ceil(mean) if mean is not None else default_estimate_micro(plan.kind, plan.model)
+        return value
+
+    def snapshot(self, tracker: BudgetTracker) -> BudgetSnapshot | None:
+        """The freshest snapshot: the tracker's, or one another process published to the store."""
+        mine, shared = tracker.snapshot, self.store.snapshot()
+        if mine is None or (shared is not None and shared.observed_at > mine.observed_at):
+            return shared
+        return mine
+
+    def next_model(self, plan: CallPlan) -> str | None:
+        """The fallback after ``plan.model`` (``None`` at the end of the chain)."""
+        if self.fallback != "auto":
+            chain = [m for m in self.fallback if (s := get_model(m)) is None or s.kind == plan.kind]
+            if plan.model in chain:
+                i = chain.index(plan.model) + 1
+                return chain[i] if i < len(chain) else None
+            return chain[0] if chain else None
+        current = _price(plan.model)
+        candidates = sorted(
+            (m for m in MODELS if m.kind == plan.kind and m.tier != "router"),
+            key=lambda m: m.input_price + m.output_price,
+            reverse=True,
+        )
+        for spec in candidates:
+            if current is None and spec.tier not in ("mini", "nano", "embedding"):
+                continue
+            if current is None or spec.input_price + spec.output_price < current:
+                return spec.id
+        return None
+
+    # -- decisions ------------------------------------------------------------------------
+
     def before_call(self, plan: CallPlan, tracker: BudgetTracker) -> Decision:
-        """Whether the call may go, before any request is sent."""
-        snapshot = tracker.snapshot
-        error = exhausted_error(snapshot) if snapshot is not None else None
-        if error is not None:
-            return self.on_exhausted(plan, error, tracker)
-        return Decision("go", plan.model)
+        """Whether the call may go, before any request is sent (reserves against the cap)."""
+        snapshot = self.snapshot(tracker)
+        if snapshot is not None:
+            now = self._clock() + timedelta(seconds=snapshot.clock_skew())
+            with self._lock:
+                if self._waited_past is not None and self._waited_past > now:
+                    now = self._waited_past  # we slept through that reset already
+            error = exhausted_error(snapshot, now)
+            if error is not None:
+                return self.on_exhausted(plan, error, tracker)
+        return self._admit(plan, tracker)
+
+    def check(self, plan: CallPlan, tracker: BudgetTracker) -> Decision:
+        """What :meth:`before_call` would decide now, without holding a reservation (for hooks
+        such as agent middleware that decide ahead of the model, which reserves for itself)."""
+        decision = self.before_call(plan, tracker)
+        if isinstance(decision.reservation, Reservation):
+            self.store.release(decision.reservation)
+            decision = replace(decision, reservation=None)
+        return decision
+
+    def _admit(self, plan: CallPlan, tracker: BudgetTracker) -> Decision:
+        scope = self.scope_key(plan.scope)
+        estimate = self.estimate(plan)
+        result = self.store.reserve(scope, plan.model, estimate, self.max_spend_micro, self.reservation_ttl)
+        if result.reservation is not None:
+            return Decision("go", plan.model, reservation=result.reservation)
+        cap = self.max_spend_micro
+        assert cap is not None
+        error = NeboBudgetExhausted(
+            f"the spending cap of scope {scope!r} is reached: ${result.spent_micro / 1e6:.6f} spent and "
+            f"${result.reserved_micro / 1e6:.6f} held by calls in flight, of ${cap / 1e6:.6f}; a call to "
+            f"{plan.model!r} needs about ${estimate / 1e6:.6f}. Raise max_spend_micro or use another scope",
+            window="cap",
+            scope=plan.scope or self.scope,
+            code=CAP_CODE,
+        )
+        return self.on_exhausted(plan, error, tracker)
 
     def on_exhausted(self, plan: CallPlan, error: NeboBudgetExhausted, tracker: BudgetTracker) -> Decision:
         """What to do when the budget is gone (before the call, or after a budget 429)."""
+        if error.snapshot is not None:
+            self.store.publish(error.snapshot)
+        if self.mode == "wait" and error.window != "cap":
+            wait = self.wait_seconds(error, tracker)
+            if wait is not None and wait <= self.max_wait:
+                logger.info("Nebo budget exhausted; waiting %.1f s for the reset", wait)
+                return Decision("wait", plan.model, wait_s=wait)
+        if self.mode == "fallback":
+            model = self.next_model(plan)
+            if model is not None:
+                logger.info("Nebo budget exhausted for %s (%s); falling back to %s", plan.model, error, model)
+                return self._admit(replace(plan, model=model), tracker)
         return Decision("refuse", plan.model, error=error)
+
+    def wait_seconds(self, error: NeboBudgetExhausted, tracker: BudgetTracker) -> float | None:
+        """Seconds until the exhausted window resets, by our clock, correcting the server's skew.
+
+        ``reset_at`` is in the server's time; the snapshot's ``Date`` header says how far its
+        clock is from ours. ``wait_margin`` is added because ``Date`` has one-second resolution.
+        ``None`` when the reset is unknown and the server gave no Retry-After.
+        """
+        snapshot = error.snapshot or self.snapshot(tracker)
+        reset_at = error.reset_at
+        if reset_at is None and snapshot is not None and snapshot.exhausted_window is not None:
+            reset_at = snapshot.exhausted_window.reset_at
+        if reset_at is None:
+            return error.retry_after
+        skew = snapshot.clock_skew() if snapshot is not None else 0.0
+        local_reset = reset_at - timedelta(seconds=skew)
+        with self._lock:
+            if self._waited_past is None or reset_at > self._waited_past:
+                self._waited_past = reset_at
+        return max((local_reset - self._clock()).total_seconds(), 0.0) + self.wait_margin
 
     def settle(self, decision: Decision, record: UsageRecord | None) -> None:
         """After the call: ``record`` is its usage, or ``None`` when it failed."""
+        reservation = decision.reservation
+        if record is not None and record.snapshot is not None:
+            self.store.publish(record.snapshot)
+        if not isinstance(reservation, Reservation):
+            return
+        if record is None:
+            self.store.release(reservation)
+            return
+        observed = record.cost_micro is not None and record.complete
+        cost = record.cost_micro if record.cost_micro is not None else reservation.amount_micro
+        spent = self.store.commit(reservation, cost, observed)
+        if self.max_spend_micro is not None and spent > self.max_spend_micro:
+            logger.info(
+                "Nebo scope %r spent %d micro, over its cap of %d by one call's estimate error",
+                reservation.scope,
+                spent,
+                self.max_spend_micro,
+            )

@@ -78,6 +78,11 @@ def parse_int(value: Any) -> int | None:
     text = str(value).strip()
     if not text:
         return None
+    if "," in text:
+        # A header sent twice arrives joined ("0, 0"): agreeing copies count, anything else is garbled
+        # (and "1,000" is not a number we accept).
+        values = {parse_int(part) for part in text.split(",")}
+        return values.pop() if len(values) == 1 and ", " in text else None
     try:
         number = float(text) if any(c in text for c in ".eE") else int(text)
     except (ValueError, OverflowError):

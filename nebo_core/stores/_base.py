@@ -1,0 +1,140 @@
+"""The store contract a budget policy keeps its shared state in, and the snapshot codec stores use.
+
+A store holds what must be consistent across threads (in-memory) or processes (Redis):
+spend per scope, in-flight reservations with a time-to-live, observed cost per model
+(for estimates), and the freshest budget snapshot. Every method is one atomic step, so
+a policy never does a read-modify-write of its own.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from nebo_core.budget import BudgetSnapshot, WindowState
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """An amount held against a scope's cap while one call is in flight."""
+
+    id: str
+    scope: str
+    amount_micro: int
+    model: str
+
+
+@dataclass(frozen=True)
+class ReserveResult:
+    """The answer to a reservation request, with the scope's state it was judged on."""
+
+    reservation: Reservation | None
+    """``None`` when the cap would be exceeded."""
+    spent_micro: int
+    reserved_micro: int
+    """Held by other in-flight calls (not counting this one)."""
+
+
+class BudgetStore(ABC):
+    """Where a :class:`~nebo_core.policy.BudgetPolicy` keeps spend, reservations and snapshots."""
+
+    @abstractmethod
+    def reserve(
+        self, scope: str, model: str, amount_micro: int, cap_micro: int | None, ttl_s: float
+    ) -> ReserveResult:
+        """Atomically: drop expired reservations, then hold ``amount_micro`` if
+        ``spent + reserved + amount <= cap`` (always, when ``cap_micro`` is ``None``)."""
+
+    @abstractmethod
+    def commit(self, reservation: Reservation, cost_micro: int, observed: bool) -> int:
+        """Atomically replace ``reservation`` by the real cost; returns the scope's new spend.
+        ``observed`` says whether ``cost_micro`` is a server-reported cost (it then feeds the
+        per-model mean used for estimates)."""
+
+    @abstractmethod
+    def release(self, reservation: Reservation) -> None:
+        """Drop a reservation without spending (the call failed before costing anything)."""
+
+    @abstractmethod
+    def spent(self, scope: str) -> int:
+        """Settled spend of ``scope`` in microdollars."""
+
+    @abstractmethod
+    def reserved(self, scope: str) -> int:
+        """Microdollars held by live (unexpired) reservations of ``scope``."""
+
+    @abstractmethod
+    def mean_cost(self, model: str) -> float | None:
+        """Mean observed cost of one call to ``model`` (``None`` before the first)."""
+
+    @abstractmethod
+    def publish(self, snapshot: BudgetSnapshot) -> None:
+        """Offer a snapshot; kept only if it was observed later than the one held."""
+
+    @abstractmethod
+    def snapshot(self) -> BudgetSnapshot | None:
+        """The freshest snapshot any user of this store has published."""
+
+    @abstractmethod
+    def reset(self) -> None:
+        """Forget everything (spend, reservations, statistics, snapshot)."""
+
+
+def _dt(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _parse_dt(value: Any) -> datetime | None:
+    return datetime.fromisoformat(value) if isinstance(value, str) else None
+
+
+def _window(data: dict[str, Any], name: str) -> WindowState:
+    w = data.get(name) or {}
+    return WindowState(
+        name,  # type: ignore[arg-type]
+        w.get("limit_micro"),
+        w.get("remaining_micro"),
+        _parse_dt(w.get("reset_at")),
+    )
+
+
+def encode_snapshot(snapshot: BudgetSnapshot) -> str:
+    """A snapshot as JSON (no secrets are in a snapshot)."""
+    return json.dumps(
+        {
+            name: {
+                "limit_micro": w.limit_micro,
+                "remaining_micro": w.remaining_micro,
+                "reset_at": _dt(w.reset_at),
+            }
+            for name, w in (("session", snapshot.session), ("weekly", snapshot.weekly))
+        }
+        | {
+            "free_available_micro": snapshot.free_available_micro,
+            "gift_available_micro": snapshot.gift_available_micro,
+            "credits_cents": snapshot.credits_cents,
+            "active_pool": snapshot.active_pool,
+            "observed_at": _dt(snapshot.observed_at),
+            "server_date": _dt(snapshot.server_date),
+        }
+    )
+
+
+def decode_snapshot(text: str | bytes) -> BudgetSnapshot:
+    """The inverse of :func:`encode_snapshot`."""
+    data = json.loads(text)
+    observed = _parse_dt(data.get("observed_at"))
+    assert observed is not None
+    return BudgetSnapshot(
+        session=_window(data, "session"),
+        weekly=_window(data, "weekly"),
+        free_available_micro=data.get("free_available_micro"),
+        gift_available_micro=data.get("gift_available_micro"),
+        credits_cents=data.get("credits_cents"),
+        active_pool=data.get("active_pool"),
+        observed_at=observed,
+        server_date=_parse_dt(data.get("server_date")),
+    )

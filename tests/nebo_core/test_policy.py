@@ -1,0 +1,385 @@
+"""BudgetPolicy: warnings, caps with reservations, and raise / wait / fallback, against the emulator."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+
+from nebo_core import AsyncNeboClient, BudgetTracker, NeboBudgetExhausted, NeboClient
+from nebo_core.budget import BudgetSnapshot, UsageRecord, WindowState
+from nebo_core.emulator import NeboEmulator
+from nebo_core.errors import NeboConfigurationError
+from nebo_core.policy import BudgetPolicy, CallPlan, Decision, default_estimate_micro
+from nebo_core.stores import InMemoryBudgetStore
+
+FIVE_HOURS = 5 * 3600
+HI = {"model": "gpt-5-nano", "messages": [{"role": "user", "content": "Say hi to Ada"}]}
+
+
+@pytest.fixture
+def emu() -> Iterator[NeboEmulator]:
+    with NeboEmulator() as e:
+        yield e
+
+
+def client(emu: NeboEmulator, policy: BudgetPolicy, **kw: Any) -> NeboClient:
+    return NeboClient(api_key=emu.token, base_url=emu.base_url, tracker=BudgetTracker(), policy=policy, **kw)
+
+
+def one_call_cost(emu: NeboEmulator, body: dict[str, Any] = HI) -> int:
+    """The exact cost of ``body`` (the emulator is deterministic), measured on a throwaway client."""
+    with NeboEmulator() as other:
+        with client(other, BudgetPolicy()) as c:
+            cost = c.chat(body).usage.cost_micro
+    assert cost is not None
+    assert cost > 0
+    return cost
+
+
+# -- configuration -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "needle"),
+    [
+        ({"warn_at": (0.0,)}, "warn_at"),
+        ({"warn_at": (1.5,)}, "warn_at"),
+        ({"max_spend_micro": -1}, "max_spend_micro"),
+        ({"max_spend_micro": 0.5}, "500_000 is $0.50"),
+        ({"max_spend_micro": True}, "max_spend_micro"),
+        ({"on_exhausted": "retry"}, "'raise', 'wait' or 'fallback'"),
+        ({"max_wait": -1}, "max_wait"),
+        ({"max_wait": float("nan")}, "max_wait"),
+        ({"fallback": "gpt-5-nano"}, "list of model ids"),
+        ({"estimate_micro": -5}, "estimate_micro"),
+    ],
+)
+def test_bad_options_are_refused_with_the_fix(kwargs: dict[str, Any], needle: str) -> None:
+    with pytest.raises(NeboConfigurationError, match=needle.replace("$", r"\$").replace("(", r"\(")):
+        BudgetPolicy(**kwargs)
+
+
+def test_repr_names_the_settings() -> None:
+    r = repr(BudgetPolicy(max_spend_micro=500_000, scope="job", on_exhausted="wait"))
+    assert "500000" in r
+    assert "'job'" in r
+    assert "'wait'" in r
+
+
+# -- pure decisions ----------------------------------------------------------------------
+
+
+def test_fallback_chain_and_auto() -> None:
+    p = BudgetPolicy(on_exhausted="fallback", fallback=["gpt-5-mini", "gpt-5-nano"])
+    assert p.next_model(CallPlan("chat", "gpt-5.2")) == "gpt-5-mini"
+    assert p.next_model(CallPlan("chat", "gpt-5-mini")) == "gpt-5-nano"
+    assert p.next_model(CallPlan("chat", "gpt-5-nano")) is None
+    assert p.next_model(CallPlan("embedding", "neboloop/nebo-embed-large")) is None
+    auto = BudgetPolicy(on_exhausted="fallback", fallback="auto")
+    assert auto.next_model(CallPlan("chat", "gpt-5.2")) == "deepseek.v3.2"
+    assert auto.next_model(CallPlan("chat", "gpt-5-mini")) == "qwen.qwen3-32b"
+    assert auto.next_model(CallPlan("chat", "gpt-5-nano")) is None
+    assert auto.next_model(CallPlan("chat", "auto")) == "gpt-5-mini"
+    assert auto.next_model(CallPlan("embedding", "text-embedding-3-large")) == "neboloop/nebo-embed-small"
+
+
+def test_estimate_prefers_explicit_then_observed_mean_then_default() -> None:
+    plan = CallPlan("chat", "gpt-5-nano")
+    assert BudgetPolicy(estimate_micro=42).estimate(plan) == 42
+    assert BudgetPolicy(estimate_micro=lambda p: len(p.model)).estimate(plan) == 10
+    p = BudgetPolicy()
+    assert p.estimate(plan) == default_estimate_micro("chat", "gpt-5-nano") == 600
+    assert default_estimate_micro("chat", "auto") == 27_000  # the dearest model in the table
+    for cost in (10, 13):
+        d = p.before_call(plan, BudgetTracker())
+        p.settle(d, UsageRecord("chat", "gpt-5-nano", cost_micro=cost, cost_source="server"))
+    assert p.estimate(plan) == 12  # mean 11.5, rounded up
+
+
+def test_unknown_cost_is_charged_at_the_estimate_and_failures_release() -> None:
+    p = BudgetPolicy(max_spend_micro=100, estimate_micro=30)
+    tracker = BudgetTracker()
+    d = p.before_call(CallPlan("chat", "m"), tracker)
+    p.settle(d, UsageRecord("chat", "m", cost_micro=None))
+    assert p.spent_micro() == 30
+    assert p.store.mean_cost("m") is None
+    failed = p.before_call(CallPlan("chat", "m"), tracker)
+    p.settle(failed, None)
+    assert (p.spent_micro(), p.store.reserved("*"), p.remaining_micro()) == (30, 0, 70)
+
+
+def test_wait_corrects_clock_skew_from_the_date_header() -> None:
+    ours = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
+    server_now = ours + timedelta(seconds=100)  # the server's clock runs 100 s ahead
+    snapshot = BudgetSnapshot(
+        session=WindowState("session", 1000, 0, server_now + timedelta(seconds=60)),
+        observed_at=ours,
+        server_date=server_now,
+    )
+    p = BudgetPolicy(on_exhausted="wait", max_wait=120, clock=lambda: ours, wait_margin=0.5)
+    tracker = BudgetTracker()
+    tracker.observe(snapshot)
+    decision = p.before_call(CallPlan("chat", "gpt-5-nano"), tracker)
+    assert decision.action == "wait"
+    assert decision.wait_s == pytest.approx(60.5)  # not 160.5: the reset is in the server's time
+    short = BudgetPolicy(on_exhausted="wait", max_wait=30, clock=lambda: ours)
+    refused = short.before_call(CallPlan("chat", "gpt-5-nano"), tracker)
+    assert refused.action == "refuse"
+    assert refused.error is not None
+    assert refused.error.window == "session"
+
+
+# -- caps against the emulator -----------------------------------------------------------
+
+
+def test_cap_raises_a_typed_non_retryable_error_before_sending(emu: NeboEmulator) -> None:
+    cost = one_call_cost(emu)
+    policy = BudgetPolicy(max_spend_micro=3 * cost, estimate_micro=cost)
+    with client(emu, policy) as c:
+        for _ in range(3):
+            c.chat(HI, scope="job-1")
+        sent = emu.requests
+        with pytest.raises(NeboBudgetExhausted) as info:
+            c.chat(HI, scope="job-1")
+        assert emu.requests == sent  # refused locally: no request
+        err = info.value
+        assert (err.window, err.scope, err.code, err.is_retryable) == (
+            "cap",
+            "job-1",
+            "BUDGET_CAP_REACHED",
+            False,
+        )
+        assert "max_spend_micro" in str(err)
+        assert "job-1" in str(err)
+        c.chat(HI, scope="job-2")  # another scope has its own cap
+        assert policy.spent_micro("job-1") == 3 * cost
+        assert policy.spent_micro("job-2") == cost
+        assert policy.spent_micro("job-1") + policy.spent_micro("job-2") == emu.ledger_total_micro()
+        assert c.tracker.totals().total.cost_micro == emu.ledger_total_micro()
+
+
+def test_policy_scope_applies_when_the_call_has_none(emu: NeboEmulator) -> None:
+    cost = one_call_cost(emu)
+    policy = BudgetPolicy(max_spend_micro=cost, estimate_micro=cost, scope="tenant-7")
+    with client(emu, policy) as c:
+        c.chat(HI)
+        with pytest.raises(NeboBudgetExhausted) as info:
+            c.chat(HI)
+    assert info.value.scope == "tenant-7"
+    assert policy.spent_micro("tenant-7") == cost
+
+
+def test_streams_and_embeddings_settle_their_real_cost(emu: NeboEmulator) -> None:
+    policy = BudgetPolicy(max_spend_micro=1_000_000)
+    with client(emu, policy) as c:
+        with c.stream_chat(HI) as stream:
+            chunks = list(stream)
+        assert chunks
+        assert stream.usage is not None
+        assert stream.usage.cost_micro
+        emb = c.embed(["alpha beta", "gamma"])
+        assert policy.spent_micro() == stream.usage.cost_micro + (emb.cost_micro or 0)
+        assert policy.spent_micro() == emu.ledger_total_micro()
+        assert policy.store.reserved("*") == 0
+
+
+# -- wait --------------------------------------------------------------------------------
+
+
+def test_wait_sleeps_until_the_reset_on_the_emulator_clock(emu: NeboEmulator) -> None:
+    sleeps: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        emu.clock.advance(seconds)
+
+    policy = BudgetPolicy(on_exhausted="wait", max_wait=6 * 3600)
+    with client(emu, policy, sleep=sleep) as c:
+        emu.set_budget(session_remaining_micro=1)
+        first = c.chat(HI)  # funded, and leaves the session window at 0
+        assert first.snapshot is not None
+        assert first.snapshot.session.remaining_micro == 0
+        sent = emu.requests
+        second = c.chat(HI)
+    assert len(sleeps) == 1
+    assert FIVE_HOURS - 2 < sleeps[0] <= FIVE_HOURS + 2
+    assert emu.requests == sent + 1  # no doomed request was sent before the wait
+    assert second.snapshot is not None
+    assert second.snapshot.session.remaining_micro
+    assert second.snapshot.session.remaining_micro > 9_000_000
+
+
+def test_wait_longer_than_max_wait_raises(emu: NeboEmulator) -> None:
+    sleeps: list[float] = []
+    policy = BudgetPolicy(on_exhausted="wait", max_wait=60)
+    with client(emu, policy, sleep=sleeps.append) as c:
+        emu.set_budget(session_remaining_micro=1)
+        c.chat(HI)
+        with pytest.raises(NeboBudgetExhausted) as info:
+            c.chat(HI)
+    assert sleeps == []
+    assert info.value.window == "session"
+    assert info.value.reset_at is not None
+
+
+async def test_async_wait_is_cancellable(emu: NeboEmulator) -> None:
+    started = asyncio.Event()
+
+    async def sleep(seconds: float) -> None:
+        started.set()
+        await asyncio.Event().wait()  # a reset hours away
+
+    policy = BudgetPolicy(on_exhausted="wait", max_wait=6 * 3600)
+    async with AsyncNeboClient(
+        api_key=emu.token, base_url=emu.base_url, tracker=BudgetTracker(), policy=policy, sleep=sleep
+    ) as c:
+        emu.set_budget(session_remaining_micro=1)
+        await c.chat(HI)
+        sent = emu.requests
+        task = asyncio.create_task(c.chat(HI))
+        await started.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert emu.requests == sent
+    assert policy.store.reserved("*") == 0
+
+
+# -- fallback ----------------------------------------------------------------------------
+
+
+def test_fallback_after_a_budget_429_routes_to_the_next_model(emu: NeboEmulator) -> None:
+    policy = BudgetPolicy(on_exhausted="fallback", fallback=["gpt-5-mini", "gpt-5-nano"])
+    with client(emu, policy) as c:
+        emu.inject("usage_limit")
+        res = c.chat({**HI, "model": "gpt-5.2"})
+    assert res.data["model"] == "gpt-5-mini"
+    assert res.usage.model == "gpt-5-mini"
+    assert [e.model for e in emu.ledger] == ["gpt-5-mini"]
+    assert policy.spent_micro() == emu.ledger_total_micro()
+
+
+def test_fallback_to_a_model_whose_estimate_fits_the_cap(emu: NeboEmulator) -> None:
+    # Default estimates: gpt-5.2 21000, gpt-5-mini 3000, gpt-5-nano 600 microdollars.
+    policy = BudgetPolicy(max_spend_micro=1_000, on_exhausted="fallback", fallback="auto")
+    with client(emu, policy) as c:
+        res = c.chat({**HI, "model": "gpt-5.2"})
+    assert res.data["model"] == "gpt-5-nano"
+    assert policy.spent_micro() == emu.ledger_total_micro() == res.usage.cost_micro
+
+
+def test_fallback_chain_exhausted_raises(emu: NeboEmulator) -> None:
+    policy = BudgetPolicy(max_spend_micro=10, on_exhausted="fallback", fallback=["gpt-5-mini"])
+    with client(emu, policy) as c, pytest.raises(NeboBudgetExhausted) as info:
+        c.chat({**HI, "model": "gpt-5.2"})
+    assert info.value.window == "cap"
+    assert "gpt-5-mini" in str(info.value)
+    assert emu.requests == 0
+
+
+# -- warnings ----------------------------------------------------------------------------
+
+
+def test_warnings_fire_once_per_threshold_per_window_cycle(
+    emu: NeboEmulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    fired: list[tuple[str, float]] = []
+    policy = BudgetPolicy(on_warn=lambda w, f, s: fired.append((w.name, f)))
+    limit = 10_000_000
+    with client(emu, policy) as c, caplog.at_level(logging.WARNING, logger="nebo_core.budget"):
+        emu.set_budget(session_remaining_micro=limit // 4)  # 75% used
+        c.chat(HI)
+        assert fired == []
+        emu.set_budget(session_remaining_micro=limit * 15 // 100)  # 85%
+        c.chat(HI)
+        c.chat(HI)
+        assert fired == [("session", 0.8)]
+        emu.set_budget(session_remaining_micro=limit * 4 // 100)  # 96%
+        c.chat(HI)
+        assert fired == [("session", 0.8), ("session", 0.95)]
+        emu.clock.advance(FIVE_HOURS + 1)  # the window rolls: thresholds re-arm
+        c.chat(HI)
+        emu.set_budget(session_remaining_micro=limit * 15 // 100)
+        c.chat(HI)
+    assert fired == [("session", 0.8), ("session", 0.95), ("session", 0.8)]
+    assert len([r for r in caplog.records if "threshold 80%" in r.getMessage()]) == 2
+
+
+def test_store_snapshot_from_another_process_refuses_up_front() -> None:
+    store = InMemoryBudgetStore()
+    later = datetime.now(timezone.utc) + timedelta(hours=1)
+    store.publish(
+        BudgetSnapshot(session=WindowState("session", 100, 0, later), server_date=datetime.now(timezone.utc))
+    )
+    tracker = BudgetTracker()
+    d = BudgetPolicy(store=store).before_call(CallPlan("chat", "gpt-5-nano"), tracker)
+    assert isinstance(d, Decision)
+    assert d.action == "refuse"
+    assert d.error is not None
+    assert d.error.window == "session"
+
+
+# -- README "Budgets" examples, run as written (with NEBO_* pointing at the emulator) ---------
+
+README_POLICY = """
+from nebo_core import NeboClient, NeboBudgetExhausted
+from nebo_core.policy import BudgetPolicy
+
+policy = BudgetPolicy(
+    warn_at=(0.8, 0.95),                    # log (and call on_warn) once per threshold per window cycle
+    max_spend_micro=500_000,                # each scope may spend at most $0.50
+    on_exhausted="fallback",                # or "raise" (the default), or "wait"
+    fallback=["gpt-5-mini", "gpt-5-nano"],  # cheaper models, in order ("auto" picks from the table)
+)
+client = NeboClient(policy=policy)          # NEBO_API_KEY / NEBO_BASE_URL from the environment
+res = client.chat({"model": "gpt-5.2", "messages": [{"role": "user", "content": "Hi"}]}, scope="job-42")
+print(res.usage.model, policy.spent_micro("job-42"), policy.remaining_micro("job-42"))
+try:
+    client.chat({"model": "gpt-5.2", "messages": [{"role": "user", "content": "Hi"}]},
+                scope="job-42", max_retries=0)
+except NeboBudgetExhausted as err:          # never retried; err.window is "cap", "session", ...
+    print("stopped:", err.window, err.scope)
+"""
+
+README_REDIS = """
+import os
+from nebo_core import NeboClient
+from nebo_core.policy import BudgetPolicy
+from nebo_core.stores import RedisBudgetStore
+
+store = RedisBudgetStore.from_url(os.environ["REDIS_URL"], namespace="my-app")
+policy = BudgetPolicy(max_spend_micro=5_000_000, store=store, on_exhausted="wait", max_wait=600)
+with NeboClient(policy=policy) as client:   # every worker builds the same policy on the same Redis
+    client.chat({"model": "gpt-5-nano", "messages": [{"role": "user", "content": "Hi"}]}, scope="nightly")
+print(store.spent("nightly"))
+"""
+
+
+def test_readme_policy_example_runs(
+    emu: NeboEmulator, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("NEBO_API_KEY", emu.token)
+    monkeypatch.setenv("NEBO_BASE_URL", emu.base_url)
+    exec(compile(README_POLICY, "README-budgets-policy", "exec"), {})
+    lines = capsys.readouterr().out.splitlines()
+    model, spent, remaining = lines[0].split()
+    assert model == "gpt-5.2"
+    assert int(spent) == emu.ledger[0].cost_micro == 500_000 - int(remaining)
+    assert len(lines) == 1
+    assert len(emu.ledger) == 2
+
+
+@pytest.mark.redis
+def test_readme_redis_example_runs(
+    emu: NeboEmulator, redis_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("NEBO_API_KEY", emu.token)
+    monkeypatch.setenv("NEBO_BASE_URL", emu.base_url)
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    exec(compile(README_REDIS, "README-budgets-redis", "exec"), {})
+    assert int(capsys.readouterr().out.strip()) == emu.ledger_total_micro() > 0
