@@ -1,0 +1,290 @@
+"""The ``nebo`` command: budget, models, a streamed chat, a local emulator and the demo.
+
+``main(argv)`` parses arguments with argparse, runs one subcommand over :class:`NeboClient`
+and returns an exit code. Every ``NeboError`` becomes one ``error:`` line and one ``hint:``
+line on stderr (no traceback unless ``--debug``), with an exit code per error class, and the
+token is scrubbed from anything printed. Rendering lives in :mod:`nebo_core._cli_render`,
+the demo in :mod:`nebo_core._demo`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+from nebo_core import _cli_render as render
+from nebo_core._version import __version__
+from nebo_core.errors import (
+    NeboAuthenticationError,
+    NeboBadRequestError,
+    NeboBudgetExhausted,
+    NeboConfigurationError,
+    NeboConnectionError,
+    NeboError,
+    NeboRateLimited,
+    NeboStreamError,
+    NeboUpstreamError,
+)
+from nebo_core.settings import DEFAULT_BASE_URL, ENV_API_KEY, ENV_BASE_URL
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_CONFIG = 2
+EXIT_AUTH = 3
+EXIT_CONNECTION = 4
+EXIT_BUDGET = 5
+EXIT_INTERRUPTED = 130
+
+_EPILOG = f"""\
+configuration: {ENV_API_KEY} (your NeboLoop subscription token), {ENV_BASE_URL} (default {DEFAULT_BASE_URL}),
+  NEBO_TIMEOUT, NEBO_MAX_RETRIES; --api-key/--base-url override them.
+exit codes: 0 ok, 1 error, 2 configuration, 3 authentication, 4 connection, 5 budget exhausted,
+  130 interrupted.
+"""
+
+
+@dataclass(frozen=True)
+class _Failure:
+    exit_code: int
+    headline: str
+    hint: str
+
+
+def _failure(err: NeboError, base_url: str) -> _Failure:
+    """What to tell the user about ``err``: one line, one hint, an exit code (most specific first)."""
+    # Core messages name the Python argument; at the command line the flag is what to change.
+    msg = err.message.replace("api_key=", "--api-key").replace("base_url=", "--base-url")
+    if isinstance(err, NeboConfigurationError):
+        return _Failure(
+            EXIT_CONFIG, msg, f"set {ENV_API_KEY} or pass --api-key; `nebo emulator` serves a local Nebo"
+        )
+    if isinstance(err, NeboAuthenticationError):
+        status = f" (HTTP {err.status})" if err.status else ""
+        return _Failure(
+            EXIT_AUTH,
+            f"Nebo refused the API key{status}: {msg}",
+            f"get a fresh token from the NeboLoop dashboard and set {ENV_API_KEY} (or pass --api-key)",
+        )
+    if isinstance(err, NeboConnectionError):
+        return _Failure(
+            EXIT_CONNECTION,
+            f"could not reach Nebo at {base_url}: {msg}",
+            f"check --base-url / {ENV_BASE_URL} and your network; retries: --max-retries",
+        )
+    if isinstance(err, NeboBudgetExhausted):
+        when = f"it resets at {err.reset_at.isoformat()}" if err.reset_at else "wait for a window reset"
+        return _Failure(
+            EXIT_BUDGET, f"budget exhausted: {msg}", f"{when}, or top up credits; see `nebo usage`"
+        )
+    if isinstance(err, NeboRateLimited):
+        after = f" in {err.retry_after:.0f}s" if err.retry_after is not None else " shortly"
+        return _Failure(EXIT_ERROR, f"rate limited by Nebo: {msg}", f"try again{after}")
+    if isinstance(err, NeboBadRequestError):
+        return _Failure(
+            EXIT_ERROR, f"Nebo rejected the request: {msg}", "check the model id with `nebo models`"
+        )
+    if isinstance(err, (NeboUpstreamError, NeboStreamError)):
+        return _Failure(
+            EXIT_ERROR, f"Nebo or its upstream failed: {msg}", "try again; add --debug for details"
+        )
+    return _Failure(EXIT_ERROR, str(err), "add --debug for details")
+
+
+# -- commands ---------------------------------------------------------------------------
+
+
+def _client(args: argparse.Namespace) -> Any:
+    from nebo_core.client import NeboClient
+    from nebo_core.policy import BudgetPolicy
+    from nebo_core.tracker import BudgetTracker
+
+    return NeboClient(
+        api_key=args.api_key,
+        base_url=args.base_url,
+        timeout=args.timeout,
+        max_retries=args.max_retries,
+        tracker=BudgetTracker(),
+        policy=BudgetPolicy(),
+    )
+
+
+def _ascii(out: TextIO) -> bool:
+    encoding = (getattr(out, "encoding", None) or "").lower().replace("-", "")
+    return bool(encoding) and encoding not in ("utf8", "utf16", "utf32")
+
+
+def _cmd_usage(args: argparse.Namespace, out: TextIO) -> int:
+    with _client(args) as client:
+        report = client.usage()
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2), file=out)
+    else:
+        print(render.render_usage(report, ascii=_ascii(out)), file=out)
+    return EXIT_OK
+
+
+def _cmd_models(args: argparse.Namespace, out: TextIO) -> int:
+    with _client(args) as client:
+        models = client.models()
+    if args.json:
+        print(json.dumps(render.model_rows(models), indent=2), file=out)
+    else:
+        print(render.render_models(models), file=out)
+    return EXIT_OK
+
+
+def _chat_body(args: argparse.Namespace, prompt: str) -> dict[str, Any]:
+    messages = [{"role": "system", "content": args.system}] if args.system else []
+    messages.append({"role": "user", "content": prompt})
+    body: dict[str, Any] = {"model": args.model, "messages": messages}
+    if args.max_tokens is not None:
+        body["max_completion_tokens"] = args.max_tokens
+    if args.temperature is not None:
+        body["temperature"] = args.temperature
+    return body
+
+
+def _cmd_chat(args: argparse.Namespace, out: TextIO) -> int:
+    prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
+    if not prompt.strip():
+        raise NeboConfigurationError('the prompt is empty: pass it as an argument, e.g. nebo chat "hello"')
+    with _client(args) as client, client.stream_chat(_chat_body(args, prompt)) as stream:
+        for chunk in stream:
+            for choice in chunk.get("choices") or []:
+                text = (choice.get("delta") or {}).get("content")
+                if text:
+                    out.write(text)
+                    out.flush()
+        print(file=out)
+        print(render.render_cost(stream.usage), file=out)
+        if stream.snapshot is not None and stream.snapshot.known:
+            print(render.render_snapshot(stream.snapshot, ascii=_ascii(out)), file=out)
+    return EXIT_OK
+
+
+def _cmd_emulator(args: argparse.Namespace, out: TextIO) -> int:
+    from nebo_core.emulator import serve
+
+    serve(host=args.host, port=args.port)
+    return EXIT_OK
+
+
+def _cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
+    from nebo_core._demo import run_demo
+
+    try:
+        return run_demo(api_key=args.api_key, base_url=args.base_url, out=out, ascii=_ascii(out))
+    except BaseException:
+        print(file=sys.stderr)  # end a progress bar the error interrupted, so `error:` starts a line
+        raise
+
+
+# -- parser -----------------------------------------------------------------------------
+
+
+def _add_globals(parser: argparse.ArgumentParser, suppress: bool) -> None:
+    def default(value: Any) -> Any:
+        return argparse.SUPPRESS if suppress else value
+
+    g = parser.add_argument_group("connection")
+    g.add_argument("--api-key", default=default(None), help=f"Nebo token (default: ${ENV_API_KEY})")
+    g.add_argument("--base-url", default=default(None), help=f"API root (default: ${ENV_BASE_URL} or Nebo's)")
+    g.add_argument("--timeout", type=float, default=default(None), help="seconds per request")
+    g.add_argument("--max-retries", type=int, default=default(None), help="retries of transient failures")
+    g.add_argument(
+        "--debug", action="store_true", default=default(False), help="show tracebacks and debug logs"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``nebo`` argument parser (global options work before or after the subcommand)."""
+    parser = argparse.ArgumentParser(
+        prog="nebo",
+        description="Nebo from the command line: budget, models, chat, a local emulator, the demo.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"nebo-integrations {__version__}")
+    _add_globals(parser, suppress=False)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def command(name: str, help: str, run: Callable[[argparse.Namespace, TextIO], int]) -> Any:
+        p = sub.add_parser(
+            name,
+            help=help,
+            description=help,
+            epilog=_EPILOG,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        _add_globals(p, suppress=True)
+        p.set_defaults(run=run)
+        return p
+
+    p = command("usage", "show both budget windows (bars, reset times) and the spend pools", _cmd_usage)
+    p.add_argument("--json", action="store_true", help="print the usage report as JSON")
+    p = command("models", "list the models Nebo serves to this token", _cmd_models)
+    p.add_argument("--json", action="store_true", help="print the model list as JSON")
+    p = command("chat", "stream one answer, then print what it cost", _cmd_chat)
+    p.add_argument("prompt", help='the prompt ("-" reads it from stdin)')
+    p.add_argument("--model", default="auto", help="model id (default: auto, Nebo routes)")
+    p.add_argument("--system", default=None, help="a system prompt")
+    p.add_argument("--max-tokens", type=int, default=None, help="cap on completion tokens")
+    p.add_argument("--temperature", type=float, default=None, help="sampling temperature")
+    p = command("emulator", "serve a local Nebo emulator until Ctrl-C (for your own tests)", _cmd_emulator)
+    p.add_argument("--host", default="127.0.0.1", help="interface to bind (default: 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8080, help="port (default: 8080; 0 picks a free one)")
+    command(
+        "demo",
+        "RAG, an agent, the budget and a budget guard, on the live API if NEBO_API_KEY is set, "
+        "else on an emulator",
+        _cmd_demo,
+    )
+    return parser
+
+
+def _scrub(text: str, secret: str | None) -> str:
+    return text.replace(secret, "***") if secret and len(secret) >= 4 else text
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``nebo`` command; returns the exit code (the console script exits with it)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "run", None) is None:
+        parser.print_help(sys.stderr)
+        return EXIT_CONFIG
+    if args.debug:
+        logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
+        logging.getLogger("nebo_core").setLevel(logging.DEBUG)
+
+    secret = args.api_key or os.environ.get(ENV_API_KEY)
+    try:
+        code: int = args.run(args, sys.stdout)
+        return code
+    except NeboError as err:
+        if args.debug:
+            traceback.print_exc(file=sys.stderr)
+        failure = _failure(err, args.base_url or os.environ.get(ENV_BASE_URL) or DEFAULT_BASE_URL)
+        print(_scrub(f"error: {failure.headline}", secret), file=sys.stderr)
+        print(_scrub(f"hint: {failure.hint}", secret), file=sys.stderr)
+        return failure.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # a bug or a missing optional dependency: still one line, no traceback
+        if args.debug:
+            traceback.print_exc(file=sys.stderr)
+        print(_scrub(f"error: unexpected {type(exc).__name__}: {exc}", secret), file=sys.stderr)
+        print("hint: rerun with --debug for the traceback, and please report it", file=sys.stderr)
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
