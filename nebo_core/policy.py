@@ -309,7 +309,8 @@ class BudgetPolicy:
         error = NeboBudgetExhausted(
             f"the spending cap of scope {scope!r} is reached: ${result.spent_micro / 1e6:.6f} spent and "
             f"${result.reserved_micro / 1e6:.6f} held by calls in flight, of ${cap / 1e6:.6f}; a call to "
-            f"{plan.model!r} needs about ${estimate / 1e6:.6f}. Raise max_spend_micro or use another scope",
+            f"{plan.model!r} needs about ${estimate / 1e6:.6f}. Raise max_spend_micro, use another scope, "
+            f"or pass estimate_micro= if that estimate is too high for your calls",
             window="cap",
             scope=plan.scope or self.scope,
             code=CAP_CODE,
