@@ -2,13 +2,15 @@
 
 By default (``--record-mode=none``) no server runs and every socket is blocked; the
 cassettes in ``cassettes/langchain`` answer. ``make record`` (``--record-mode=rewrite``)
-re-records them against the emulator. Requests match on method, path and body, so the
+re-records them against the emulator, or against the live API when ``NEBO_API_KEY`` is
+set. Requests match on method, path and body, so the
 emulator's random port never matters; secrets are filtered out before anything is written.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -44,6 +46,11 @@ def replay_model_args(request: pytest.FixtureRequest) -> Iterator[dict[str, Any]
             yield {"api_key": "replay-token", "base_url": "http://127.0.0.1:9/v1", **common}
         finally:
             pytest_socket.enable_socket()
+        return
+    if os.environ.get("NEBO_API_KEY"):
+        # Recording against the live API: key and URL from NEBO_*; no fake BYOK key upstream.
+        common.pop("provider_api_key")
+        yield common
         return
     from nebo_core.emulator import NeboEmulator
 
