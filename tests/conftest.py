@@ -12,7 +12,7 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -73,3 +73,22 @@ def redis_url(redis_server: str) -> Iterator[str]:
     client = redis.Redis.from_url(redis_server)
     client.flushall()
     client.close()
+
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+@pytest.fixture(scope="session")
+def readme_block() -> Callable[[str], str]:
+    """The README's python example tagged ``<!-- example: NAME -->``, so tests run the README as written."""
+    import re
+
+    text = README.read_text(encoding="utf-8")
+    blocks = dict(re.findall(r"<!-- example: ([\w-]+) -->\s*```python\n(.*?)```", text, re.S))
+
+    def get(name: str) -> str:
+        if name not in blocks:
+            raise KeyError(f"README.md has no python block tagged <!-- example: {name} -->")
+        return blocks[name]
+
+    return get

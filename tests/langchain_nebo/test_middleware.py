@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -117,25 +117,14 @@ def test_bad_exit_behavior_is_refused() -> None:
         NeboBudgetMiddleware(BudgetPolicy(), exit_behavior="error")  # type: ignore[arg-type]
 
 
-README_MIDDLEWARE = """
-from langchain.agents import create_agent
-from langchain_nebo import ChatNebo
-from langchain_nebo.middleware import NeboBudgetMiddleware
-from nebo_core.policy import BudgetPolicy
-
-policy = BudgetPolicy(max_spend_micro=200_000)           # this agent may spend $0.20
-model = ChatNebo(model="gpt-5-mini", policy=policy)      # the model reserves and settles each call
-agent = create_agent(model, tools=[], middleware=[NeboBudgetMiddleware(policy)])
-result = agent.invoke({"messages": [{"role": "user", "content": "Hello"}]})
-print(result["nebo_spend_micro"], result["messages"][-1].content[:40])
-"""
-
-
 def test_readme_middleware_example_runs(
-    emu: NeboEmulator, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    emu: NeboEmulator,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    readme_block: Callable[[str], str],
 ) -> None:
     monkeypatch.setenv("NEBO_API_KEY", emu.token)
     monkeypatch.setenv("NEBO_BASE_URL", emu.base_url)
-    exec(compile(README_MIDDLEWARE, "README-budgets-middleware", "exec"), {})
+    exec(compile(readme_block("budget-middleware"), "README-budgets-middleware", "exec"), {})
     spent = capsys.readouterr().out.split()[0]
     assert int(spent) == emu.ledger_total_micro() > 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -9,20 +10,6 @@ from llama_index.core import Settings
 
 import llama_index_nebo
 from nebo_core.emulator import NeboEmulator
-
-QUICKSTART = """
-from llama_index.core import Settings, SimpleDirectoryReader, VectorStoreIndex
-from llama_index_nebo import Nebo, NeboBudgetEventHandler, NeboEmbedding
-
-Settings.llm = Nebo()                   # model="auto"; key and URL from NEBO_API_KEY / NEBO_BASE_URL
-Settings.embed_model = NeboEmbedding()  # neboloop/nebo-embed-small (1536 dimensions)
-budget = NeboBudgetEventHandler().attach()  # totals tokens and microdollars per model
-
-docs = SimpleDirectoryReader("tests/data/corpus").load_data()
-index = VectorStoreIndex.from_documents(docs, show_progress=True)
-print(index.as_query_engine().query("How many days is the refund window for annual subscriptions?"))
-print(f"spent ${budget.cost_dollars:.6f} in {budget.calls} calls")
-"""
 
 
 def test_all_is_pinned() -> None:
@@ -42,7 +29,10 @@ def test_all_is_pinned() -> None:
 
 
 def test_readme_quickstart_runs_as_written(
-    emu: NeboEmulator, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    emu: NeboEmulator,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    readme_block: Callable[[str], str],
 ) -> None:
     monkeypatch.setenv("NEBO_API_KEY", emu.token)
     monkeypatch.setenv("NEBO_BASE_URL", emu.base_url)
@@ -50,7 +40,7 @@ def test_readme_quickstart_runs_as_written(
     saved = (Settings._llm, Settings._embed_model)
     namespace: dict[str, object] = {}
     try:
-        exec(compile(QUICKSTART, "README-quickstart", "exec"), namespace)
+        exec(compile(readme_block("llamaindex-quickstart"), "README-quickstart", "exec"), namespace)
     finally:
         Settings._llm, Settings._embed_model = saved
         budget = namespace.get("budget")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -326,46 +326,16 @@ def test_store_snapshot_from_another_process_refuses_up_front() -> None:
 
 # -- README "Budgets" examples, run as written (with NEBO_* pointing at the emulator) ---------
 
-README_POLICY = """
-from nebo_core import NeboClient, NeboBudgetExhausted
-from nebo_core.policy import BudgetPolicy
-
-policy = BudgetPolicy(
-    warn_at=(0.8, 0.95),                    # log (and call on_warn) once per threshold per window cycle
-    max_spend_micro=500_000,                # each scope may spend at most $0.50
-    on_exhausted="fallback",                # or "raise" (the default), or "wait"
-    fallback=["gpt-5-mini", "gpt-5-nano"],  # cheaper models, in order ("auto" picks from the table)
-)
-client = NeboClient(policy=policy)          # NEBO_API_KEY / NEBO_BASE_URL from the environment
-res = client.chat({"model": "gpt-5.2", "messages": [{"role": "user", "content": "Hi"}]}, scope="job-42")
-print(res.usage.model, policy.spent_micro("job-42"), policy.remaining_micro("job-42"))
-try:
-    client.chat({"model": "gpt-5.2", "messages": [{"role": "user", "content": "Hi"}]},
-                scope="job-42", max_retries=0)
-except NeboBudgetExhausted as err:          # never retried; err.window is "cap", "session", ...
-    print("stopped:", err.window, err.scope)
-"""
-
-README_REDIS = """
-import os
-from nebo_core import NeboClient
-from nebo_core.policy import BudgetPolicy
-from nebo_core.stores import RedisBudgetStore
-
-store = RedisBudgetStore.from_url(os.environ["REDIS_URL"], namespace="my-app")
-policy = BudgetPolicy(max_spend_micro=5_000_000, store=store, on_exhausted="wait", max_wait=600)
-with NeboClient(policy=policy) as client:   # every worker builds the same policy on the same Redis
-    client.chat({"model": "gpt-5-nano", "messages": [{"role": "user", "content": "Hi"}]}, scope="nightly")
-print(store.spent("nightly"))
-"""
-
 
 def test_readme_policy_example_runs(
-    emu: NeboEmulator, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    emu: NeboEmulator,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    readme_block: Callable[[str], str],
 ) -> None:
     monkeypatch.setenv("NEBO_API_KEY", emu.token)
     monkeypatch.setenv("NEBO_BASE_URL", emu.base_url)
-    exec(compile(README_POLICY, "README-budgets-policy", "exec"), {})
+    exec(compile(readme_block("budget-policy"), "README-budgets-policy", "exec"), {})
     lines = capsys.readouterr().out.splitlines()
     model, spent, remaining = lines[0].split()
     assert model == "gpt-5.2"
@@ -376,10 +346,14 @@ def test_readme_policy_example_runs(
 
 @pytest.mark.redis
 def test_readme_redis_example_runs(
-    emu: NeboEmulator, redis_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    emu: NeboEmulator,
+    redis_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    readme_block: Callable[[str], str],
 ) -> None:
     monkeypatch.setenv("NEBO_API_KEY", emu.token)
     monkeypatch.setenv("NEBO_BASE_URL", emu.base_url)
     monkeypatch.setenv("REDIS_URL", redis_url)
-    exec(compile(README_REDIS, "README-budgets-redis", "exec"), {})
+    exec(compile(readme_block("budget-redis"), "README-budgets-redis", "exec"), {})
     assert int(capsys.readouterr().out.strip()) == emu.ledger_total_micro() > 0
