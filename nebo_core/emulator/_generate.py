@@ -59,6 +59,9 @@ _GENERIC_NAME_PARTS = frozenset(
     ]
 )
 _COORDINATED = re.compile(r"\b[A-Z][\w'-]*(?:(?:\s*,\s*(?:and\s+|or\s+)?|\s+(?:and|or)\s+)[A-Z][\w'-]*)+")
+_KEYS_BEFORE = re.compile(
+    r"((?:[\"'`][A-Za-z_][\w-]*[\"'`](?:\s*,\s*|\s+and\s+|\s*,\s*and\s+|\s+or\s+)?)+)\s+(?:keys|fields|properties)\b"
+)
 _KEYS = re.compile(r"\b(?:keys?|fields?|properties)\b\s*(?:named|called)?\s*:?\s*([^.!?\n]+)", re.IGNORECASE)
 IMAGE_TOKENS = 85
 
@@ -201,13 +204,15 @@ def _tool_calls(req: ChatRequest, convo: _Conversation, seed: str) -> tuple[Tool
     if len(tools) == 1 and req.parallel_tool_calls and len(coordinated) >= 2:
         # "weather in Paris and London": one call per named thing, as a parallel-calling model does.
         plan = [(tools[0], set(coordinated[:k])) for k in range(min(len(coordinated), 5))]
-    calls = []
+    calls: list[ToolCall] = []
     for k, (tool, used) in enumerate(plan):
         params = tool["function"].get("parameters") or {"type": "object", "properties": {}}
         args = build(params, Source(convo.user_text, convo.question, used), fill_optional=False)
         call_id = "call_" + hashlib.sha256(f"{seed}:{k}".encode()).hexdigest()[:24]
         args = args if isinstance(args, dict) else {}
         arguments = json.dumps(args, ensure_ascii=False, separators=(",", ":"))
+        if any(c.name == tool["function"]["name"] and c.arguments == arguments for c in calls):
+            continue  # a model does not make the same call twice in one turn
         calls.append(ToolCall(call_id, str(tool["function"]["name"]), arguments))
     return tuple(calls)
 
@@ -215,6 +220,8 @@ def _tool_calls(req: ChatRequest, convo: _Conversation, seed: str) -> tuple[Tool
 def _coordinated(text: str) -> list[str]:
     best: list[str] = []
     for match in _COORDINATED.finditer(text):
+        if not re.search(r"\s(?:and|or)\s", match.group(0)):
+            continue  # "San Francisco, CA" is one place, not a list: a list has a conjunction
         names = [n for n in re.split(r"\s*,\s*(?:and\s+|or\s+)?|\s+(?:and|or)\s+", match.group(0)) if n]
         names = [n for n in names if n.lower() not in STOPWORDS]
         if len(names) > len(best):
@@ -247,7 +254,8 @@ def _tool_answer(convo: _Conversation) -> str:
 
 
 def _json_keys(text: str) -> list[str]:
-    match = _KEYS.search(text)
+    before = _KEYS_BEFORE.search(text)  # "with 'setup' and 'punchline' keys"
+    match = before or _KEYS.search(text)
     if not match:
         return []
     found = re.findall(r"[\"'`]?([A-Za-z_][\w-]*)[\"'`]?", match.group(1))

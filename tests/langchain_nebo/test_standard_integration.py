@@ -63,28 +63,12 @@ class TestChatNeboIntegration(ChatModelIntegrationTests):
         return "gpt-5-nano"
 
     @pytest.mark.xfail(
-        reason="the emulator's json_object mode cannot read key names out of prose: it answers "
-        '{"answer": ...} instead of the setup/punchline keys the prompt asks for',
-        strict=True,
-    )
-    def test_json_mode(self, model: Any) -> None:
-        super().test_json_mode(model)
-
-    @pytest.mark.xfail(
         reason="the test downloads its image from raw.githubusercontent.com; only loopback network "
         "is allowed here (image inputs are covered by test_chat_models.py::test_image_inputs_*)",
         strict=True,
     )
     def test_image_inputs(self, model: Any) -> None:
         super().test_image_inputs(model)
-
-    @pytest.mark.xfail(
-        reason="the emulator answers 'weather in San Francisco, CA?' with two identical parallel "
-        "get_weather calls (one per place-like value it finds); the test expects exactly one",
-        strict=True,
-    )
-    def test_agent_loop(self, model: Any) -> None:
-        super().test_agent_loop(model)
 
 
 class TestNeboEmbeddingsIntegration(EmbeddingsIntegrationTests):
