@@ -166,7 +166,9 @@ class StreamState:
 
     def _fold_choice(self, raw: dict[str, Any]) -> dict[str, Any] | None:
         index = _as_index(raw.get("index"))
-        choice = self._choices.setdefault(index, _Choice(index))
+        choice = self._choices.get(index)
+        if choice is None:  # not setdefault(): that would build a _Choice for every chunk
+            choice = self._choices[index] = _Choice(index)
         if choice.finish_reason is not None:
             return None  # a repeat after the end of this choice
         delta_in = _as_dict(raw.get("delta"))
