@@ -73,6 +73,32 @@ class EmbeddingResult:
         return None if any(c is None for c in costs) else sum(c for c in costs if c is not None)
 
 
+Sent = tuple[Any, httpx.Headers, BudgetSnapshot, "BudgetSnapshot | None"]
+"""What one exchange gave back: JSON body, headers, the budget it reported, the tracker's budget before it."""
+Batch = tuple[list[list[float]], "str | None", UsageRecord]
+"""One embeddings request's vectors, the model the server echoed, and its usage."""
+
+
+@dataclass(frozen=True)
+class PreparedCall:
+    """One request about to go out, with what is needed to account for it afterwards."""
+
+    kind: CallKind
+    requested: str
+    request: httpx.Request
+    before: BudgetSnapshot | None
+    started: float
+    scope: str | None
+    inputs: int = 0
+
+
+def join_batches(results: Sequence[Batch]) -> EmbeddingResult:
+    """The per-request results of one ``embed()`` call, as one result in input order."""
+    return EmbeddingResult(
+        [v for r in results for v in r[0]], next((r[1] for r in results), None), [r[2] for r in results]
+    )
+
+
 def decode_embedding(value: Any) -> list[float]:
     """A float list, or an OpenAI base64 little-endian float32 string, as floats."""
     if isinstance(value, str):
@@ -92,6 +118,12 @@ def batches(texts: Sequence[str], size: int) -> list[tuple[int, list[str]]]:
         raise NeboBadRequestError(f"embedding batch size must be >= 1, got {size}")
     size = min(size, MAX_EMBEDDING_BATCH)
     return [(i, list(texts[i : i + size])) for i in range(0, len(texts), size)]
+
+
+def _check_chat_body(data: Any) -> dict[str, Any]:
+    if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
+        raise NeboUpstreamError("Nebo returned a chat response without choices", status=200, body=data)
+    return data
 
 
 class BaseClient:
@@ -224,6 +256,64 @@ class BaseClient:
         )
         self.tracker.record(record)
         return record
+
+    def _received(self, response: httpx.Response) -> Sent:
+        """Account for a complete response: observe its budget, then decode it or raise."""
+        snapshot, prior = self._observe(response.headers)
+        body = self._finish(response.status_code, response.content, response.headers, snapshot)
+        return body, response.headers, snapshot, prior
+
+    def _prepare_chat(
+        self, body: Mapping[str, Any], model: str, requested: str, timeout: float | None, scope: str | None
+    ) -> PreparedCall:
+        payload = wire.prepare_chat_body({**body, "model": model}, stream=False)
+        request = self._request("POST", wire.CHAT_PATH, payload, timeout, False)
+        return PreparedCall("chat", requested, request, self.tracker.snapshot, time.perf_counter(), scope)
+
+    def _finish_chat(self, call: PreparedCall, sent: Sent) -> tuple[ChatCompletion, UsageRecord]:
+        data, headers, snapshot, prior = sent
+        data = _check_chat_body(data)
+        rid = wire.request_id_from(headers)
+        # The drop in remaining budget is this call's cost only if no other response landed meanwhile.
+        before = call.before if prior is call.before else None
+        record = self._chat_record(
+            call.requested, data, snapshot, before, call.started, False, True, rid, call.scope
+        )
+        return ChatCompletion(data, record, snapshot, rid), record
+
+    def _prepare_embedding(
+        self,
+        texts: list[str],
+        model: str,
+        requested: str,
+        dimensions: int | None,
+        encoding_format: str,
+        timeout: float | None,
+        scope: str | None,
+    ) -> PreparedCall:
+        body = self._embedding_body(texts, model, dimensions, encoding_format)
+        request = self._request("POST", wire.EMBEDDINGS_PATH, body, timeout, False)
+        return PreparedCall(
+            "embedding", requested, request, self.tracker.snapshot, time.perf_counter(), scope, len(texts)
+        )
+
+    def _finish_embedding(self, call: PreparedCall, sent: Sent) -> tuple[Batch, UsageRecord]:
+        data, headers, snapshot, prior = sent
+        vectors = self._embedding_vectors(data, call.inputs)
+        before = call.before if prior is call.before else None
+        record = self._chat_record(
+            call.requested,
+            {"usage": data.get("usage"), "model": data.get("model")},
+            snapshot,
+            before,
+            call.started,
+            False,
+            True,
+            wire.request_id_from(headers),
+            call.scope,
+            kind="embedding",
+        )
+        return (vectors, data.get("model"), record), record
 
     # -- embeddings -----------------------------------------------------------------------
 

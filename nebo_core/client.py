@@ -19,10 +19,10 @@ from typing import Any, TypeVar
 import httpx
 
 from nebo_core import wire
-from nebo_core._base import BaseClient, ChatCompletion, EmbeddingResult, batches
+from nebo_core._base import BaseClient, Batch, ChatCompletion, EmbeddingResult, Sent, batches, join_batches
 from nebo_core._streams import AsyncChatStream, ChatStream
-from nebo_core.budget import BudgetSnapshot, CallKind, UsageRecord, UsageReport
-from nebo_core.errors import NeboBudgetExhausted, NeboError, NeboUpstreamError
+from nebo_core.budget import CallKind, UsageRecord, UsageReport
+from nebo_core.errors import NeboBudgetExhausted, NeboError
 from nebo_core.models import DEFAULT_EMBEDDING_MODEL
 from nebo_core.policy import CallPlan, Decision
 from nebo_core.retry import RetryPolicy
@@ -30,12 +30,6 @@ from nebo_core.retry import RetryPolicy
 T = TypeVar("T")
 _LIMITS = httpx.Limits(max_connections=64, max_keepalive_connections=16, keepalive_expiry=30.0)
 """Idle pooled connections go after 30 s: Nebo's load balancer reaps them at 60-120 s (nebo-api.md 11.9)."""
-
-
-def _check_chat_body(data: Any) -> dict[str, Any]:
-    if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
-        raise NeboUpstreamError("Nebo returned a chat response without choices", status=200, body=data)
-    return data
 
 
 class NeboClient(BaseClient):
@@ -120,21 +114,13 @@ class NeboClient(BaseClient):
 
         return self._governed("chat", stream._requested, stream._scope, attempt, settle=False)[1]
 
-    def _send(
-        self, request: httpx.Request, retry: RetryPolicy
-    ) -> tuple[Any, httpx.Headers, BudgetSnapshot, BudgetSnapshot | None]:
-        def once() -> tuple[Any, httpx.Headers, BudgetSnapshot, BudgetSnapshot | None]:
+    def _send(self, request: httpx.Request, retry: RetryPolicy) -> Sent:
+        def once() -> Sent:
             try:
                 response = self._http.send(request)
             except httpx.TransportError as exc:
                 raise self._connection_error(exc) from exc
-            snapshot, prior = self._observe(response.headers)
-            return (
-                self._finish(response.status_code, response.content, response.headers, snapshot),
-                response.headers,
-                snapshot,
-                prior,
-            )
+            return self._received(response)
 
         return self._retrying(once, retry)
 
@@ -153,25 +139,8 @@ class NeboClient(BaseClient):
         retry = self._retry_kw(max_retries)
 
         def attempt(model: str) -> tuple[ChatCompletion, UsageRecord]:
-            payload = wire.prepare_chat_body({**body, "model": model}, stream=False)
-            before, started = self.tracker.snapshot, time.perf_counter()
-            data, headers, snapshot, prior = self._send(
-                self._request("POST", wire.CHAT_PATH, payload, timeout, False), retry
-            )
-            data = _check_chat_body(data)
-            rid = wire.request_id_from(headers)
-            record = self._chat_record(
-                requested,
-                data,
-                snapshot,
-                before if prior is before else None,
-                started,
-                False,
-                True,
-                rid,
-                scope,
-            )
-            return ChatCompletion(data, record, snapshot, rid), record
+            call = self._prepare_chat(body, model, requested, timeout, scope)
+            return self._finish_chat(call, self._send(call.request, retry))
 
         return self._governed("chat", requested, scope, attempt)[0]
 
@@ -195,27 +164,10 @@ class NeboClient(BaseClient):
         scope: str | None,
         timeout: float | None,
         retry: RetryPolicy,
-    ) -> tuple[list[list[float]], str | None, UsageRecord]:
-        def attempt(chosen: str) -> tuple[tuple[list[list[float]], str | None, UsageRecord], UsageRecord]:
-            body = self._embedding_body(texts, chosen, dimensions, encoding_format)
-            before, started = self.tracker.snapshot, time.perf_counter()
-            data, headers, snapshot, prior = self._send(
-                self._request("POST", wire.EMBEDDINGS_PATH, body, timeout, False), retry
-            )
-            vectors = self._embedding_vectors(data, len(texts))
-            record = self._chat_record(
-                model,
-                {"usage": data.get("usage"), "model": data.get("model")},
-                snapshot,
-                before if prior is before else None,
-                started,
-                False,
-                True,
-                wire.request_id_from(headers),
-                scope,
-                kind="embedding",
-            )
-            return (vectors, data.get("model"), record), record
+    ) -> Batch:
+        def attempt(chosen: str) -> tuple[Batch, UsageRecord]:
+            call = self._prepare_embedding(texts, chosen, model, dimensions, encoding_format, timeout, scope)
+            return self._finish_embedding(call, self._send(call.request, retry))
 
         return self._governed("embedding", model, scope, attempt)[0]
 
@@ -236,7 +188,7 @@ class NeboClient(BaseClient):
         retry = self._retry_kw(max_retries)
         parts = batches(texts, batch_size)
 
-        def run(part: tuple[int, list[str]]) -> tuple[list[list[float]], str | None, UsageRecord]:
+        def run(part: tuple[int, list[str]]) -> Batch:
             return self._embed_one(part[1], model, dimensions, encoding_format, scope, timeout, retry)
 
         if len(parts) <= 1 or concurrency <= 1:
@@ -247,9 +199,7 @@ class NeboClient(BaseClient):
             contexts = [contextvars.copy_context() for _ in parts]
             with ThreadPoolExecutor(max_workers=min(concurrency, len(parts))) as pool:
                 results = list(pool.map(lambda c, p: c.run(run, p), contexts, parts))
-        return EmbeddingResult(
-            [v for r in results for v in r[0]], next((r[1] for r in results), None), [r[2] for r in results]
-        )
+        return join_batches(results)
 
     def models(self) -> list[wire.ModelInfo]:
         """The models Nebo serves to this token."""
@@ -345,21 +295,13 @@ class AsyncNeboClient(BaseClient):
 
         return (await self._governed("chat", stream._requested, stream._scope, attempt, settle=False))[1]
 
-    async def _send(
-        self, request: httpx.Request, retry: RetryPolicy
-    ) -> tuple[Any, httpx.Headers, BudgetSnapshot, BudgetSnapshot | None]:
-        async def once() -> tuple[Any, httpx.Headers, BudgetSnapshot, BudgetSnapshot | None]:
+    async def _send(self, request: httpx.Request, retry: RetryPolicy) -> Sent:
+        async def once() -> Sent:
             try:
                 response = await self._http.send(request)
             except httpx.TransportError as exc:
                 raise self._connection_error(exc) from exc
-            snapshot, prior = self._observe(response.headers)
-            return (
-                self._finish(response.status_code, response.content, response.headers, snapshot),
-                response.headers,
-                snapshot,
-                prior,
-            )
+            return self._received(response)
 
         return await self._retrying(once, retry)
 
@@ -378,25 +320,8 @@ class AsyncNeboClient(BaseClient):
         retry = self._retry_kw(max_retries)
 
         async def attempt(model: str) -> tuple[ChatCompletion, UsageRecord]:
-            payload = wire.prepare_chat_body({**body, "model": model}, stream=False)
-            before, started = self.tracker.snapshot, time.perf_counter()
-            data, headers, snapshot, prior = await self._send(
-                self._request("POST", wire.CHAT_PATH, payload, timeout, False), retry
-            )
-            data = _check_chat_body(data)
-            rid = wire.request_id_from(headers)
-            record = self._chat_record(
-                requested,
-                data,
-                snapshot,
-                before if prior is before else None,
-                started,
-                False,
-                True,
-                rid,
-                scope,
-            )
-            return ChatCompletion(data, record, snapshot, rid), record
+            call = self._prepare_chat(body, model, requested, timeout, scope)
+            return self._finish_chat(call, await self._send(call.request, retry))
 
         return (await self._governed("chat", requested, scope, attempt))[0]
 
@@ -420,29 +345,10 @@ class AsyncNeboClient(BaseClient):
         scope: str | None,
         timeout: float | None,
         retry: RetryPolicy,
-    ) -> tuple[list[list[float]], str | None, UsageRecord]:
-        async def attempt(
-            chosen: str,
-        ) -> tuple[tuple[list[list[float]], str | None, UsageRecord], UsageRecord]:
-            body = self._embedding_body(texts, chosen, dimensions, encoding_format)
-            before, started = self.tracker.snapshot, time.perf_counter()
-            data, headers, snapshot, prior = await self._send(
-                self._request("POST", wire.EMBEDDINGS_PATH, body, timeout, False), retry
-            )
-            vectors = self._embedding_vectors(data, len(texts))
-            record = self._chat_record(
-                model,
-                {"usage": data.get("usage"), "model": data.get("model")},
-                snapshot,
-                before if prior is before else None,
-                started,
-                False,
-                True,
-                wire.request_id_from(headers),
-                scope,
-                kind="embedding",
-            )
-            return (vectors, data.get("model"), record), record
+    ) -> Batch:
+        async def attempt(chosen: str) -> tuple[Batch, UsageRecord]:
+            call = self._prepare_embedding(texts, chosen, model, dimensions, encoding_format, timeout, scope)
+            return self._finish_embedding(call, await self._send(call.request, retry))
 
         return (await self._governed("embedding", model, scope, attempt))[0]
 
@@ -463,16 +369,14 @@ class AsyncNeboClient(BaseClient):
         retry = self._retry_kw(max_retries)
         gate = asyncio.Semaphore(max(concurrency, 1))
 
-        async def run(part: tuple[int, list[str]]) -> tuple[list[list[float]], str | None, UsageRecord]:
+        async def run(part: tuple[int, list[str]]) -> Batch:
             async with gate:
                 return await self._embed_one(
                     part[1], model, dimensions, encoding_format, scope, timeout, retry
                 )
 
         results = await asyncio.gather(*(run(p) for p in batches(texts, batch_size)))
-        return EmbeddingResult(
-            [v for r in results for v in r[0]], next((r[1] for r in results), None), [r[2] for r in results]
-        )
+        return join_batches(results)
 
     async def models(self) -> list[wire.ModelInfo]:
         """The models Nebo serves to this token."""
