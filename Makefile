@@ -37,8 +37,22 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check $(SRC) tests bench
 	$(BIN)/mypy
 
+# Benchmarks against the anchors (langchain-openai, llama-index's OpenAI-like classes), in their own venv:
+# the anchors are never dependencies of this project.
+BENCH_VENV ?= bench/.venv
+BENCH_STAMP := $(BENCH_VENV)/.installed-bench
+
+$(BENCH_STAMP): pyproject.toml bench/requirements.txt
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install -q --upgrade pip
+	$(BENCH_VENV)/bin/python -m pip install -q -e '.[all]' -r bench/requirements.txt
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	$(BENCH_VENV)/bin/python -m bench.run
+
 record: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider --record-mode=rewrite -m vcr tests
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(SDK2) $(BENCH_VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -118,8 +118,12 @@ class BudgetTracker:
         key = record.model or record.requested_model
         with self._lock:
             self._totals.total.add(record)
-            self._totals.by_model.setdefault(key, Totals()).add(record)
-            self._totals.by_kind.setdefault(record.kind, Totals()).add(record)
+            # get-then-insert, not setdefault(key, Totals()): that builds a Totals on every call
+            for table, name in ((self._totals.by_model, key), (self._totals.by_kind, record.kind)):
+                totals = table.get(name)
+                if totals is None:
+                    totals = table[name] = Totals()
+                totals.add(record)
             self._history.append(record)
             listeners = list(self._record_listeners)
         self.observe(record.snapshot)
