@@ -100,6 +100,17 @@ class NeboClients:
         return entry[1]
 
 
+def reject_unknown(cls: type[Any], kwargs: dict[str, Any]) -> None:
+    """Fail loudly on a keyword the component does not know (pydantic would silently drop it)."""
+    unknown = sorted(k for k in kwargs if k not in cls.model_fields)
+    if not unknown:
+        return
+    hint = ""
+    if "http_client" in unknown or "http_async_client" in unknown:
+        hint = "; for a custom transport pass client=NeboClient(http_client=...) (or async_client=)"
+    raise TypeError(f"{cls.__name__} got unknown argument(s) {', '.join(unknown)}{hint}")
+
+
 def publish(records: list[UsageRecord], callback_manager: CallbackManager | None) -> None:
     """Announce finished calls: one ``NeboUsageEvent`` each, and to legacy Nebo callback handlers."""
     from llama_index_nebo._handlers import NeboBudgetCallbackHandler

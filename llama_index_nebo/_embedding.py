@@ -1,8 +1,8 @@
 """``NeboEmbedding``: LlamaIndex embeddings over ``nebo_core``'s batched, base64 ``embed``.
 
 LlamaIndex splits texts into batches of ``embed_batch_size`` (2048 by default: one request
-per 2048 inputs, the server's limit) and shows its own progress bar; async batches run
-concurrently, bounded by ``num_workers``. Each request runs under the ``nebo_core``
+per 2048 inputs, the server's limit) and shows its own progress bar; each batch is sent as
+up to ``num_workers`` concurrent requests, sync or async. Each request runs under the ``nebo_core``
 budget policy and one retry layer, and its usage is published as a ``NeboUsageEvent``.
 """
 
@@ -13,12 +13,13 @@ from typing import Any
 from llama_index.core.base.embeddings.base import BaseEmbedding, Embedding
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
 
-from llama_index_nebo._clients import NeboClients, publish
+from llama_index_nebo._clients import NeboClients, publish, reject_unknown
 from nebo_core import AsyncNeboClient, BudgetPolicy, BudgetTracker, EmbeddingResult, NeboClient, get_model
 from nebo_core.models import DEFAULT_EMBEDDING_MODEL, embedding_models
 from nebo_core.settings import DEFAULT_BASE_URL, DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT
 
 MAX_BATCH = 2048
+MIN_SPLIT = 128
 
 
 def _check_model(model_name: str, dimensions: int | None) -> None:
@@ -67,6 +68,7 @@ class NeboEmbedding(BaseEmbedding):
     ) -> None:
         from llama_index_nebo._llm import _base_url
 
+        reject_unknown(type(self), kwargs)
         _check_model(model_name, kwargs.get("dimensions"))
         clients = NeboClients(
             api_key=api_key,
@@ -105,12 +107,16 @@ class NeboEmbedding(BaseEmbedding):
         """The ``nebo_core`` tracker every request records into."""
         return self._clients.tracker
 
-    def _embed_kwargs(self) -> dict[str, Any]:
+    def _embed_kwargs(self, count: int) -> dict[str, Any]:
+        workers = max(self.num_workers or 1, 1)
+        # One LlamaIndex batch is split across `num_workers` concurrent requests (of at least
+        # MIN_SPLIT inputs), so the network wait of one overlaps the decoding of another.
+        per_request = min(self.embed_batch_size, max(MIN_SPLIT, -(-count // workers)))
         return {
             "model": self.model_name,
             "dimensions": self.dimensions,
-            "batch_size": self.embed_batch_size,
-            "concurrency": self.num_workers or 1,
+            "batch_size": per_request,
+            "concurrency": workers,
             "scope": self.scope,
         }
 
@@ -119,10 +125,10 @@ class NeboEmbedding(BaseEmbedding):
         return result.vectors
 
     def _get_text_embeddings(self, texts: list[str]) -> list[Embedding]:
-        return self._vectors(self._clients.sync.embed(texts, **self._embed_kwargs()))
+        return self._vectors(self._clients.sync.embed(texts, **self._embed_kwargs(len(texts))))
 
     async def _aget_text_embeddings(self, texts: list[str]) -> list[Embedding]:
-        return self._vectors(await self._clients.aio().embed(texts, **self._embed_kwargs()))
+        return self._vectors(await self._clients.aio().embed(texts, **self._embed_kwargs(len(texts))))
 
     def _get_text_embedding(self, text: str) -> Embedding:
         return self._get_text_embeddings([text])[0]

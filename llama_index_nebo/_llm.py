@@ -35,7 +35,7 @@ from llama_index.core.llms.llm import ToolSelection
 from llama_index.core.types import Model
 
 from llama_index_nebo import _convert as conv
-from llama_index_nebo._clients import NeboClients, publish
+from llama_index_nebo._clients import NeboClients, publish, reject_unknown
 from nebo_core import (
     AsyncChatStream,
     AsyncNeboClient,
@@ -105,6 +105,7 @@ class Nebo(FunctionCallingLLM):
         async_client: AsyncNeboClient | None = None,
         **kwargs: Any,
     ) -> None:
+        reject_unknown(type(self), kwargs)
         clients = NeboClients(
             api_key=api_key,
             base_url=_base_url(base_url, api_base),
