@@ -7,7 +7,7 @@ so it can cross threads, processes (pickle) and framework boundaries unchanged.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Literal
 
@@ -75,6 +75,16 @@ class WindowState:
     def exhausted(self) -> bool:
         """Whether the server says nothing is left in this window."""
         return self.remaining_micro is not None and self.remaining_micro <= 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict, with the used fraction."""
+        return {
+            "name": self.name,
+            "limit_micro": self.limit_micro,
+            "remaining_micro": self.remaining_micro,
+            "reset_at": _jsonable(self.reset_at),
+            "used_fraction": self.used_fraction,
+        }
 
     def seconds_to_reset(self, now: datetime | None = None) -> float | None:
         """Seconds until the window resets (never negative)."""
@@ -148,13 +158,20 @@ class BudgetSnapshot:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (datetimes as ISO strings), with derived fields."""
-        data: dict[str, Any] = _jsonable(asdict(self))
-        for name, window in (("session", self.session), ("weekly", self.weekly)):
-            data[name]["used_fraction"] = window.used_fraction
-        data["remaining_micro"] = self.remaining_micro
         binding = self.binding_window
-        data["binding_window"] = binding.name if binding else None
-        return data
+        # Built by hand, not with dataclasses.asdict: this runs on every call's metadata.
+        return {
+            "session": self.session.to_dict(),
+            "weekly": self.weekly.to_dict(),
+            "free_available_micro": self.free_available_micro,
+            "gift_available_micro": self.gift_available_micro,
+            "credits_cents": self.credits_cents,
+            "active_pool": self.active_pool,
+            "observed_at": _jsonable(self.observed_at),
+            "server_date": _jsonable(self.server_date),
+            "remaining_micro": self.remaining_micro,
+            "binding_window": binding.name if binding else None,
+        }
 
 
 @dataclass(frozen=True)
