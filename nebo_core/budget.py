@@ -240,3 +240,21 @@ class UsageReport:
             "included": self.included,
             **self.snapshot.to_dict(),
         }
+
+
+def call_metadata(record: UsageRecord | None, snapshot: BudgetSnapshot | None = None) -> dict[str, Any]:
+    """What the adapters attach to every response as ``nebo``: this call's cost and the budget.
+
+    One shape for every framework: ``cost_micro``, ``cost_dollars``, ``cost_source``, ``model``
+    (routed), ``request_id``, ``complete`` (False for a stream closed early) and ``snapshot``.
+    """
+    snap = snapshot if snapshot is not None else (record.snapshot if record is not None else None)
+    return {
+        "cost_micro": record.cost_micro if record is not None else None,
+        "cost_dollars": record.cost_dollars if record is not None else None,
+        "cost_source": record.cost_source if record is not None else "unknown",
+        "model": record.model if record is not None else None,
+        "request_id": record.request_id if record is not None else None,
+        "complete": record.complete if record is not None else False,
+        "snapshot": snap.to_dict() if snap is not None else None,
+    }

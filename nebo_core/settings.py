@@ -12,6 +12,7 @@ import base64
 import binascii
 import ipaddress
 import json
+import math
 import os
 import time
 from collections.abc import Mapping
@@ -135,13 +136,47 @@ def _validate_base_url(url: str) -> str:
     return url.rstrip("/")
 
 
-def _number(raw: Any, name: str, kind: type[float] | type[int]) -> Any:
+def _timeout(raw: Any) -> float:
     try:
-        value = kind(raw)
+        value = float(raw) if not isinstance(raw, bool) else math.nan
     except (TypeError, ValueError):
-        raise NeboConfigurationError(f"{name} must be a number, got {raw!r}") from None
-    if value < 0 or value != value:
-        raise NeboConfigurationError(f"{name} must be >= 0, got {raw!r}")
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        raise NeboConfigurationError(f"timeout must be a finite number of seconds > 0, got {raw!r}")
+    return value
+
+
+def _retries(raw: Any) -> int:
+    value: Any = raw
+    if isinstance(raw, str) and raw.strip().isdigit():
+        value = int(raw.strip())
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise NeboConfigurationError(f"max_retries must be a whole number >= 0, got {raw!r}")
+    return value
+
+
+def _secret_text(raw: Any, name: str, env_name: str) -> str | None:
+    """A secret argument as text, checked to be header-safe without ever echoing it."""
+    if raw is None:
+        return None
+    value = raw.get_secret_value() if isinstance(raw, Secret) else raw
+    if not isinstance(value, str):
+        raise NeboConfigurationError(
+            f"{name} must be a string (or set {env_name}), got a {type(value).__name__}"
+        )
+    value = value.strip()
+    bad = next((i for i, c in enumerate(value) if not 33 <= ord(c) <= 126), None)
+    if bad is not None:
+        raise NeboConfigurationError(
+            f"{name} has a space, line break or non-ASCII character at position {bad}: "
+            f"copy the token again (check {env_name})"
+        )
+    return value
+
+
+def _header_text(value: str | None, name: str) -> str | None:
+    if value is not None and (not isinstance(value, str) or any(not 32 <= ord(c) <= 126 for c in value)):
+        raise NeboConfigurationError(f"{name} must be printable ASCII text on one line, got {value!r}")
     return value
 
 
@@ -178,14 +213,14 @@ class NeboSettings:
     ) -> NeboSettings:
         """Settings from the arguments, falling back to ``NEBO_*`` variables in ``environ``."""
         env = os.environ if environ is None else environ
-        key = api_key.get_secret_value() if isinstance(api_key, Secret) else api_key
-        key = (key if key is not None else env.get(ENV_API_KEY, "")).strip()
+        raw_key = api_key if api_key is not None else env.get(ENV_API_KEY, "")
+        if isinstance(raw_key, str) and raw_key.strip().lower().startswith("bearer "):
+            raw_key = raw_key.strip()[7:]
+        key = _secret_text(raw_key, "api_key", ENV_API_KEY) or ""
         if not key:
             raise NeboConfigurationError(
                 f"no Nebo API key: pass api_key= or set {ENV_API_KEY} (your NeboLoop subscription token)"
             )
-        if key.lower().startswith("bearer "):
-            key = key[7:].strip()
         claims = decode_token_claims(key)
         if check_expiry and claims is not None and claims.expired():
             assert claims.expires_at is not None
@@ -198,22 +233,24 @@ class NeboSettings:
         raw_retries = (
             max_retries if max_retries is not None else env.get(ENV_MAX_RETRIES, DEFAULT_MAX_RETRIES)
         )
-        provider = provider_api_key if provider_api_key is not None else env.get(ENV_PROVIDER_API_KEY)
-        if isinstance(provider, str):
-            provider = Secret(provider) if provider.strip() else None
+        raw_provider = provider_api_key if provider_api_key is not None else env.get(ENV_PROVIDER_API_KEY)
+        provider_text = _secret_text(raw_provider, "provider_api_key", ENV_PROVIDER_API_KEY)
+        provider = Secret(provider_text) if provider_text else None
         lane = lane if lane is not None else env.get(ENV_LANE)
         if lane is not None and lane not in LANES:
             raise NeboConfigurationError(f"lane must be one of {sorted(LANES)}, got {lane!r}")
         return cls(
             api_key=Secret(key),
             base_url=url,
-            timeout=float(_number(raw_timeout, "timeout", float)),
-            max_retries=int(_number(raw_retries, "max_retries", int)),
+            timeout=_timeout(raw_timeout),
+            max_retries=_retries(raw_retries),
             provider_api_key=provider,
-            bot_id=bot_id if bot_id is not None else env.get(ENV_BOT_ID),
+            bot_id=_header_text(bot_id if bot_id is not None else env.get(ENV_BOT_ID), "bot_id"),
             lane=lane,
-            purpose=purpose if purpose is not None else env.get(ENV_PURPOSE),
-            default_headers=dict(default_headers or {}),
+            purpose=_header_text(purpose if purpose is not None else env.get(ENV_PURPOSE), "purpose"),
+            default_headers={
+                k: _header_text(v, f"header {k}") or "" for k, v in (default_headers or {}).items()
+            },
             claims=claims,
         )
 

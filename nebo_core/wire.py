@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
@@ -21,6 +21,7 @@ from nebo_core.errors import (
     NeboAuthenticationError,
     NeboBadRequestError,
     NeboBudgetExhausted,
+    NeboConfigurationError,
     NeboContextLengthError,
     NeboError,
     NeboRateLimited,
@@ -291,6 +292,36 @@ def prepare_chat_body(body: Mapping[str, Any], *, stream: bool) -> dict[str, Any
         out.pop("stream", None)
         out.pop("stream_options", None)
     return out
+
+
+_TOOL_CHOICE_WORDS = {"any": "required", "required": "required", "none": "none"}
+
+
+def tool_choice(value: Any, tool_names: Sequence[str] = ()) -> Any:
+    """A framework's ``tool_choice`` as the OpenAI field; ``None`` means leave it out (auto).
+
+    Accepts ``"auto"``, ``"none"``, ``"any"``/``"required"``, ``True``/``False``, a tool name
+    (checked against ``tool_names`` when given) or an OpenAI dict. Nebo's own client omits the
+    field for auto (nebo-api.md 4.1).
+    """
+    if value is None or value == "auto":
+        return None
+    if value is True or value is False:
+        return "required" if value else "none"
+    if isinstance(value, str):
+        if value in _TOOL_CHOICE_WORDS:
+            return _TOOL_CHOICE_WORDS[value]
+        if tool_names and value not in tool_names:
+            raise NeboConfigurationError(
+                f"tool_choice={value!r} names no bound tool; use one of {sorted(tool_names)} "
+                "or 'auto', 'none', 'any', 'required'"
+            )
+        return {"type": "function", "function": {"name": value}}
+    if isinstance(value, dict):
+        return value
+    raise NeboConfigurationError(
+        f"tool_choice must be 'auto', 'none', 'any', 'required', a tool name, a bool or a dict; got {value!r}"
+    )
 
 
 # --- usage records -------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import pickle
+import re
 import time
 from typing import Any
 
@@ -198,3 +199,36 @@ def test_settings_repr_hides_keys() -> None:
     s = NeboSettings.resolve(api_key=KEY, provider_api_key="sk-SECRET-provider", environ={})
     assert KEY not in repr(s)
     assert "sk-SECRET-provider" not in repr(s)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"api_key": "eyJsecret\nX-Evil: 1"}, "line break or non-ASCII character at position 9"),
+        ({"api_key": "secr\u00e9t-token"}, "non-ASCII character at position 4"),
+        ({"api_key": 123}, "api_key must be a string"),
+        ({"api_key": "tok", "provider_api_key": "sk-a b"}, "provider_api_key has a space"),
+        ({"api_key": "tok", "max_retries": 2.7}, "max_retries must be a whole number"),
+        ({"api_key": "tok", "max_retries": True}, "max_retries must be a whole number"),
+        ({"api_key": "tok", "max_retries": -1}, "max_retries must be a whole number"),
+        ({"api_key": "tok", "timeout": float("inf")}, "timeout must be a finite number"),
+        ({"api_key": "tok", "timeout": 0}, "timeout must be a finite number"),
+        ({"api_key": "tok", "bot_id": "b\r\nX-Evil: 1"}, "bot_id must be printable ASCII"),
+        ({"api_key": "tok", "default_headers": {"X-A": "1\n2"}}, "header X-A must be printable ASCII"),
+    ],
+)
+def test_bad_values_are_configuration_errors_that_never_echo_the_key(
+    kwargs: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(NeboConfigurationError, match=re.escape(message)) as info:
+        NeboSettings.resolve(environ={}, **kwargs)
+    key = kwargs["api_key"]
+    if isinstance(key, str) and key != "tok":
+        assert key not in str(info.value)
+        assert "secr" not in str(info.value)
+
+
+def test_retries_from_the_environment_are_parsed_and_a_bearer_prefix_is_dropped() -> None:
+    settings = NeboSettings.resolve(environ={"NEBO_API_KEY": "Bearer tok", "NEBO_MAX_RETRIES": "5"})
+    assert settings.max_retries == 5
+    assert settings.api_key.get_secret_value() == "tok"
