@@ -28,10 +28,12 @@ from langchain_nebo._callbacks import active_sinks, deliver_partial
 from langchain_nebo._connection import NeboConnection
 from langchain_nebo._errors import translate
 from langchain_nebo._structured import structured_output
+from nebo_core import wire
 from nebo_core._streams import AsyncChatStream, ChatStream
 from nebo_core.errors import NeboError
 
-_LC_ONLY = ("ls_structured_output_format", "structured_output_format", "stream", "stream_usage")
+_LC_ONLY = ("ls_structured_output_format", "structured_output_format", "stream")
+_CALL_OPTIONS = ("timeout", "max_retries", "scope")
 
 
 class ChatNebo(NeboConnection, BaseChatModel):
@@ -69,6 +71,15 @@ class ChatNebo(NeboConnection, BaseChatModel):
 
     @model_validator(mode="after")
     def _build_static(self) -> Self:
+        self._refresh_static()
+        return self
+
+    def _refresh(self, changed: set[str]) -> None:
+        super()._refresh(changed)
+        self._refresh_static()
+
+    def _refresh_static(self) -> None:
+        """The request-body fields every call shares, built once per configuration."""
         if self.max_tokens is not None and self.max_tokens < 1:
             raise ValueError(f"max_tokens must be >= 1, got {self.max_tokens}")
         static: dict[str, Any] = {"model": self.model_name}
@@ -84,7 +95,6 @@ class ChatNebo(NeboConnection, BaseChatModel):
                 static[key] = value
         static.update(self.model_kwargs)
         self._static = static
-        return self
 
     @property
     def _llm_type(self) -> str:
@@ -122,14 +132,17 @@ class ChatNebo(NeboConnection, BaseChatModel):
 
     def _body(
         self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]
-    ) -> tuple[dict[str, Any], dict[str, Any]]:
-        """The OpenAI request body, and the per-call client options (timeout, retries)."""
+    ) -> tuple[dict[str, Any], dict[str, Any], bool]:
+        """The OpenAI request body, the per-call client options (timeout, retries, budget scope),
+        and whether the final stream chunk carries usage."""
         body = {**self._static, "messages": _convert.messages_to_dicts(messages)}
-        options: dict[str, Any] = {}
+        options: dict[str, Any] = {"scope": self.scope}
+        stream_usage = self.stream_usage
         if kwargs:
             for key in _LC_ONLY:
                 kwargs.pop(key, None)
-            for key in ("timeout", "max_retries"):
+            stream_usage = bool(kwargs.pop("stream_usage", stream_usage))
+            for key in _CALL_OPTIONS:
                 if key in kwargs:
                     options[key] = kwargs.pop(key)
             if "max_tokens" in kwargs:
@@ -141,7 +154,7 @@ class ChatNebo(NeboConnection, BaseChatModel):
         if not body.get("tools"):
             body.pop("tool_choice", None)
             body.pop("parallel_tool_calls", None)
-        return body, options
+        return body, options, stream_usage
 
     # -- sync -----------------------------------------------------------------------------
 
@@ -155,9 +168,9 @@ class ChatNebo(NeboConnection, BaseChatModel):
         if self.streaming:
             chunks = list(self._stream(messages, stop, run_manager, **kwargs))
             return _result_from_chunks(chunks)
-        body, options = self._body(messages, stop, kwargs)
+        body, options, _ = self._body(messages, stop, kwargs)
         try:
-            res = self._sync_client().chat(body, scope=self.scope, **options)
+            res = self._sync_client().chat(body, **options)
         except NeboError as err:
             raise translate(err) from err
         message = _convert.message_from_completion(res.data, res.usage, res.snapshot)
@@ -170,8 +183,8 @@ class ChatNebo(NeboConnection, BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        body, options = self._body(messages, stop, kwargs)
-        stream = self._sync_client().stream_chat(body, scope=self.scope, **options)
+        body, options, stream_usage = self._body(messages, stop, kwargs)
+        stream = self._sync_client().stream_chat(body, **options)
         sinks, finished = active_sinks(), False
         try:
             with stream:
@@ -179,7 +192,7 @@ class ChatNebo(NeboConnection, BaseChatModel):
                     chunk = _convert.chunk_from_delta(raw)
                     if chunk is not None:
                         yield ChatGenerationChunk(message=chunk)
-            yield _final(stream, self.stream_usage)
+            yield _final(stream, stream_usage)
             finished = True
         except NeboError as err:
             raise translate(err) from err
@@ -201,9 +214,9 @@ class ChatNebo(NeboConnection, BaseChatModel):
         if self.streaming:
             chunks = [c async for c in self._astream(messages, stop, run_manager, **kwargs)]
             return _result_from_chunks(chunks)
-        body, options = self._body(messages, stop, kwargs)
+        body, options, _ = self._body(messages, stop, kwargs)
         try:
-            res = await self._async_client().chat(body, scope=self.scope, **options)
+            res = await self._async_client().chat(body, **options)
         except NeboError as err:
             raise translate(err) from err
         message = _convert.message_from_completion(res.data, res.usage, res.snapshot)
@@ -216,8 +229,8 @@ class ChatNebo(NeboConnection, BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
-        body, options = self._body(messages, stop, kwargs)
-        stream = self._async_client().stream_chat(body, scope=self.scope, **options)
+        body, options, stream_usage = self._body(messages, stop, kwargs)
+        stream = self._async_client().stream_chat(body, **options)
         sinks, finished = active_sinks(), False
         try:
             async with stream:
@@ -225,7 +238,7 @@ class ChatNebo(NeboConnection, BaseChatModel):
                     chunk = _convert.chunk_from_delta(raw)
                     if chunk is not None:
                         yield ChatGenerationChunk(message=chunk)
-            yield _final(stream, self.stream_usage)
+            yield _final(stream, stream_usage)
             finished = True
         except NeboError as err:
             raise translate(err) from err
@@ -248,7 +261,7 @@ class ChatNebo(NeboConnection, BaseChatModel):
         """Bind tools (anything LangChain accepts); ``tool_choice``: auto, none, any/required, a name."""
         formatted = [convert_to_openai_tool(t, strict=strict) for t in tools]
         names = [t["function"]["name"] for t in formatted if "function" in t]
-        choice = _convert.tool_choice_to_wire(tool_choice, names)
+        choice = wire.tool_choice(tool_choice, names)
         if choice is not None:
             kwargs["tool_choice"] = choice
         if parallel_tool_calls is not None:

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Mapping
 from typing import Any
 
 import httpx
 from langchain_core.utils import from_env, secret_from_env
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr
 from typing_extensions import Self
 
 from nebo_core.client import AsyncNeboClient, NeboClient
@@ -23,6 +24,20 @@ from nebo_core.settings import NeboSettings
 from nebo_core.tracker import BudgetTracker
 
 _lock = threading.Lock()
+_CONNECTION_FIELDS = {
+    "api_key",
+    "base_url",
+    "timeout",
+    "max_retries",
+    "provider_api_key",
+    "bot_id",
+    "lane",
+    "purpose",
+    "tracker",
+    "policy",
+    "http_client",
+    "http_async_client",
+}
 
 
 class NeboConnection(BaseModel):
@@ -58,9 +73,14 @@ class NeboConnection(BaseModel):
     _aclient: AsyncNeboClient | None = PrivateAttr(default=None)
     _aloop: Any = PrivateAttr(default=None)
 
-    @model_validator(mode="after")
-    def _resolve_settings(self) -> Self:
-        self._settings = NeboSettings.resolve(
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        # Resolved here, not in a pydantic validator, so a bad key or URL surfaces as the typed
+        # NeboConfigurationError (a validator would wrap it in pydantic's ValidationError).
+        self._settings = self._resolve()
+
+    def _resolve(self) -> NeboSettings:
+        return NeboSettings.resolve(
             api_key=self.api_key.get_secret_value() if self.api_key is not None else None,
             base_url=self.base_url,
             timeout=self.timeout,
@@ -72,7 +92,19 @@ class NeboConnection(BaseModel):
             lane=self.lane,
             purpose=self.purpose,
         )
-        return self
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        """A copy with ``update`` applied, re-validated where it matters (settings, request body)."""
+        copy = super().model_copy(update=update, deep=deep)
+        if update:
+            copy._refresh(set(update))
+        return copy
+
+    def _refresh(self, changed: set[str]) -> None:
+        """Rebuild what depends on changed fields (pydantic's ``model_copy`` runs no validator)."""
+        if changed & _CONNECTION_FIELDS:
+            self._settings = self._resolve()
+            self._client = self._aclient = self._aloop = None
 
     def _core_kwargs(self) -> dict[str, Any]:
         return {"settings": self._settings, "tracker": self.tracker, "policy": self.policy}

@@ -27,7 +27,7 @@ from langchain_core.messages.ai import UsageMetadata
 from langchain_core.messages.tool import invalid_tool_call, tool_call, tool_call_chunk
 from langchain_core.messages.utils import convert_to_openai_messages
 
-from nebo_core.budget import BudgetSnapshot, UsageRecord
+from nebo_core.budget import BudgetSnapshot, UsageRecord, call_metadata
 
 _ROLES: dict[type[BaseMessage], str] = {
     HumanMessage: "user",
@@ -112,29 +112,6 @@ def messages_to_dicts(messages: Sequence[BaseMessage]) -> list[dict[str, Any]]:
     return [message_to_dict(m) for m in messages]
 
 
-def tool_choice_to_wire(tool_choice: Any, tool_names: Sequence[str]) -> Any:
-    """A LangChain ``tool_choice`` as the OpenAI field (``None``: leave it out)."""
-    if tool_choice is None or tool_choice == "auto":
-        return None  # Nebo's own client omits the field for auto (nebo-api.md 4.1)
-    if tool_choice is True or tool_choice in ("any", "required"):
-        return "required"
-    if tool_choice is False or tool_choice == "none":
-        return "none"
-    if isinstance(tool_choice, str):
-        if tool_names and tool_choice not in tool_names:
-            raise ValueError(
-                f"tool_choice={tool_choice!r} names no bound tool; use one of {sorted(tool_names)} "
-                "or 'auto', 'none', 'any', 'required'"
-            )
-        return {"type": "function", "function": {"name": tool_choice}}
-    if isinstance(tool_choice, dict):
-        return tool_choice
-    raise ValueError(
-        f"tool_choice must be 'auto', 'none', 'any', 'required', a tool name, a bool or a dict; "
-        f"got {tool_choice!r}"
-    )
-
-
 # --- responses -----------------------------------------------------------------------------
 
 
@@ -153,19 +130,6 @@ def usage_metadata(usage: Mapping[str, Any] | None) -> UsageMetadata | None:
     if isinstance(completion_details, Mapping) and completion_details.get("reasoning_tokens") is not None:
         meta["output_token_details"] = {"reasoning": int(completion_details["reasoning_tokens"])}
     return cast("UsageMetadata", meta)
-
-
-def nebo_metadata(record: UsageRecord | None, snapshot: BudgetSnapshot | None) -> dict[str, Any]:
-    """``response_metadata["nebo"]``: the budget snapshot and this call's cost."""
-    snap = snapshot if snapshot is not None else (record.snapshot if record is not None else None)
-    return {
-        "snapshot": snap.to_dict() if snap is not None else None,
-        "cost_micro": record.cost_micro if record is not None else None,
-        "cost_dollars": record.cost_dollars if record is not None else None,
-        "cost_source": record.cost_source if record is not None else "unknown",
-        "request_id": record.request_id if record is not None else None,
-        "complete": record.complete if record is not None else False,
-    }
 
 
 def _parse_tool_calls(raw_calls: Any) -> tuple[list[Any], list[Any]]:
@@ -205,7 +169,7 @@ def message_from_completion(
         "finish_reason": choice.get("finish_reason"),
         "id": data.get("id"),
         "model_provider": "nebo",
-        "nebo": nebo_metadata(record, snapshot),
+        "nebo": call_metadata(record, snapshot),
     }
     if data.get("system_fingerprint"):
         metadata["system_fingerprint"] = data["system_fingerprint"]
@@ -270,7 +234,7 @@ def final_chunk(
         "finish_reason": choices[0].get("finish_reason"),
         "id": completion.get("id"),
         "model_provider": "nebo",
-        "nebo": nebo_metadata(record, snapshot),
+        "nebo": call_metadata(record, snapshot),
     }
     if completion.get("provider_metadata"):
         metadata["provider_metadata"] = completion["provider_metadata"]

@@ -10,9 +10,10 @@ import pytest
 from langchain_core.load import dumpd, dumps
 from langchain_core.messages import AIMessageChunk, HumanMessage
 from langchain_core.tools import tool
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, SecretStr
 
-from langchain_nebo import ChatNebo
+from langchain_nebo import ChatNebo, NeboEmbeddings
+from nebo_core.errors import NeboConfigurationError
 
 
 class Person(BaseModel):
@@ -189,10 +190,46 @@ def test_the_key_never_shows(emu: Any, tracker: Any) -> None:
 
 def test_missing_key_fails_at_construction_naming_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("NEBO_API_KEY", raising=False)
-    with pytest.raises(ValidationError, match="NEBO_API_KEY"):
-        ChatNebo()
-    with pytest.raises(ValidationError, match="plain http"):
-        ChatNebo(api_key="k", base_url="http://example.com/v1")
+    for cls in (ChatNebo, NeboEmbeddings):
+        # The typed error itself, not pydantic's ValidationError around it.
+        with pytest.raises(NeboConfigurationError, match="NEBO_API_KEY"):
+            cls()
+        with pytest.raises(NeboConfigurationError, match="plain http"):
+            cls(api_key="k", base_url="http://example.com/v1")
+
+
+def test_model_copy_with_a_new_model_sends_the_new_model(connect: dict[str, Any], emu: Any) -> None:
+    model = ChatNebo(model="gpt-5.2", **connect).model_copy(update={"model_name": "gpt-5-nano"})
+    assert model.invoke("hi").response_metadata["model_name"] == "gpt-5-nano"
+    assert emu.ledger[-1].requested_model == "gpt-5-nano"
+
+
+def test_model_copy_with_a_new_key_rebuilds_the_settings(connect: dict[str, Any]) -> None:
+    model = ChatNebo(**connect)
+    model.invoke("warm the client")
+    copy = model.model_copy(update={"api_key": SecretStr("other-token")})
+    assert copy._settings.api_key.get_secret_value() == "other-token"
+    assert copy._client is None
+    assert model._settings.api_key.get_secret_value() != "other-token"
+
+
+def test_per_call_scope_goes_to_the_policy_not_the_server(connect: dict[str, Any], emu: Any) -> None:
+    from nebo_core import BudgetPolicy
+
+    sent: list[dict[str, Any]] = []
+    hooks = {"request": [lambda request: sent.append(json.loads(request.content))]}
+    policy = BudgetPolicy(max_spend_micro=1_000_000)
+    model = ChatNebo(**{**connect, "policy": policy}, http_client=httpx.Client(event_hooks=hooks))
+    model.invoke("hi", scope="job-42")
+    assert policy.spent_micro("job-42") == emu.ledger[-1].cost_micro > 0
+    assert len(sent) == 1
+    assert "scope" not in sent[0]
+
+
+def test_per_call_stream_usage_false_leaves_usage_off(connect: dict[str, Any]) -> None:
+    chunks = list(ChatNebo(**connect).stream("hi", stream_usage=False))
+    assert all(c.usage_metadata is None for c in chunks)
+    assert any(c.usage_metadata for c in ChatNebo(**connect).stream("hi"))
 
 
 def test_core_client_is_created_once_and_cached(connect: dict[str, Any]) -> None:

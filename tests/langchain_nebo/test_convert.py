@@ -9,9 +9,9 @@ from langchain_nebo._convert import (
     chunk_from_delta,
     message_from_completion,
     message_to_dict,
-    tool_choice_to_wire,
     usage_metadata,
 )
+from nebo_core import wire
 
 pytestmark = pytest.mark.disable_socket
 
@@ -56,7 +56,7 @@ def test_tool_message_with_blocks_is_flattened_to_text() -> None:
 
 
 @pytest.mark.parametrize(
-    ("choice", "wire"),
+    ("choice", "expected"),
     [
         (None, None),
         ("auto", None),
@@ -67,13 +67,13 @@ def test_tool_message_with_blocks_is_flattened_to_text() -> None:
         ("add", {"type": "function", "function": {"name": "add"}}),
     ],
 )
-def test_tool_choice_mapping(choice: object, wire: object) -> None:
-    assert tool_choice_to_wire(choice, ["add"]) == wire
+def test_tool_choice_mapping(choice: object, expected: object) -> None:
+    assert wire.tool_choice(choice, ["add"]) == expected
 
 
 def test_unknown_tool_choice_names_the_fix() -> None:
     with pytest.raises(ValueError, match="names no bound tool; use one of \\['add'\\]"):
-        tool_choice_to_wire("multiply", ["add"])
+        wire.tool_choice("multiply", ["add"])
 
 
 def test_completion_becomes_ai_message_with_reasoning_and_bad_arguments() -> None:

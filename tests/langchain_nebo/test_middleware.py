@@ -87,6 +87,17 @@ def test_agent_switches_to_a_fallback_model(emu: NeboEmulator) -> None:
     assert ai[0].response_metadata["model_name"] == "gpt-5-nano"
 
 
+def test_middleware_alone_switches_the_model(emu: NeboEmulator) -> None:
+    """Only the middleware holds the policy: the switched model must be the one sent."""
+    tracker = BudgetTracker()
+    policy = BudgetPolicy(max_spend_micro=5_000, on_exhausted="fallback", fallback=["gpt-5-nano"])
+    model = ChatNebo(model="gpt-5.2", api_key=emu.token, base_url=emu.base_url, tracker=tracker)
+    mw = NeboBudgetMiddleware(policy, tracker=tracker, model="gpt-5.2")
+    create_agent(model, tools=[get_weather], middleware=[mw]).invoke(ASK)
+    assert [e.requested_model for e in emu.ledger] == ["gpt-5-nano"] * len(emu.ledger)
+    assert emu.ledger
+
+
 def test_agent_waits_for_the_reset(emu: NeboEmulator) -> None:
     tracker = BudgetTracker()
     sleeps: list[float] = []
