@@ -62,9 +62,7 @@ def _failure(err: NeboError, base_url: str) -> _Failure:
     # Core messages name the Python argument; at the command line the flag is what to change.
     msg = err.message.replace("api_key=", "--api-key").replace("base_url=", "--base-url")
     if isinstance(err, NeboConfigurationError):
-        return _Failure(
-            EXIT_CONFIG, msg, f"set {ENV_API_KEY} or pass --api-key; `nebo emulator` serves a local Nebo"
-        )
+        return _Failure(EXIT_CONFIG, msg, _config_hint(err))
     if isinstance(err, NeboAuthenticationError):
         status = f" (HTTP {err.status})" if err.status else ""
         return _Failure(
@@ -95,6 +93,26 @@ def _failure(err: NeboError, base_url: str) -> _Failure:
             EXIT_ERROR, f"Nebo or its upstream failed: {msg}", "try again; add --debug for details"
         )
     return _Failure(EXIT_ERROR, str(err), "add --debug for details")
+
+
+def _port(text: str) -> int:
+    """An argparse type: a TCP port number, 0 to 65535."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port {port} is out of range (0-65535; 0 picks a free one)")
+    return port
+
+
+def _config_hint(err: NeboConfigurationError) -> str:
+    text = err.message.lower()
+    if "base url" in text or "plain http" in text:
+        return f"use an https:// URL in --base-url / {ENV_BASE_URL} (plain http only to 127.0.0.1)"
+    if "no nebo api key" in text or "api_key" in text:
+        return f"set {ENV_API_KEY} or pass --api-key; `nebo emulator` serves a local Nebo"
+    return "fix the setting the message names; see `nebo --help`"
 
 
 # -- commands ---------------------------------------------------------------------------
@@ -239,7 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--temperature", type=float, default=None, help="sampling temperature")
     p = command("emulator", "serve a local Nebo emulator until Ctrl-C (for your own tests)", _cmd_emulator)
     p.add_argument("--host", default="127.0.0.1", help="interface to bind (default: 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8080, help="port (default: 8080; 0 picks a free one)")
+    p.add_argument("--port", type=_port, default=8080, help="port (default: 8080; 0 picks a free one)")
     command(
         "demo",
         "RAG, an agent, the budget and a budget guard, on the live API if NEBO_API_KEY is set, "

@@ -298,3 +298,19 @@ def test_window_line_with_only_remaining_known() -> None:
     assert "$1.00 left" in line
     assert "resets in 2h 00m" in line
     assert "?%" in line
+
+
+@pytest.mark.parametrize("port", ["99999", "-1", "http"])
+def test_emulator_port_out_of_range_is_a_usage_error(port: str, capsys) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["emulator", "--port", port])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument --port" in err
+    assert "Traceback" not in err
+
+
+def test_plain_http_hint_is_about_the_url_not_the_key(capsys) -> None:
+    assert main(["--api-key", "k", "--base-url", "http://example.com/v1", "models"]) == EXIT_CONFIG
+    hint = capsys.readouterr().err.splitlines()[-1]
+    assert hint.startswith("hint: use an https:// URL")
