@@ -5,26 +5,39 @@ Both adapters hold one of these as a private attribute, so the token (inside
 instrumentation payloads. The async client is built per event loop: httpx's async pool is
 bound to the loop that opened it, and LlamaIndex users often call ``asyncio.run`` repeatedly.
 Usage records are published here too, to the instrumentation dispatcher and to any
-``NeboBudgetCallbackHandler`` on the component's callback manager.
+``NeboBudgetCallbackHandler`` on the component's callback manager. Pickling keeps only
+base_url, timeout and max_retries: the token never pickles, so an unpickled copy (say, in an
+``IngestionPipeline`` worker) rebuilds its clients on first use from ``NEBO_API_KEY``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from typing import Any
 
+from llama_index.core.bridge.pydantic import BaseModel
 from llama_index.core.callbacks import CallbackManager
 from llama_index.core.instrumentation import get_dispatcher  # type: ignore[attr-defined]
 
 from llama_index_nebo._events import NeboUsageEvent
 from nebo_core import AsyncNeboClient, BudgetPolicy, BudgetTracker, NeboClient, NeboSettings, UsageRecord
+from nebo_core.errors import NeboConfigurationError
+from nebo_core.settings import ENV_API_KEY
 
 dispatcher = get_dispatcher("llama_index_nebo")
 
 
 class NeboClients:
-    """A sync client (built on first use) and one async client per running event loop."""
+    """A sync client (built on first use) and one async client per running event loop.
+
+    Deep copies share this object (token, connection pools, tracker). Pickles keep no secret,
+    tracker, policy or caller's own client: an unpickled instance resolves its settings on first
+    use from the pickled base_url, timeout and max_retries and from ``NEBO_API_KEY``, and records
+    into the process-wide default tracker under the default policy (a tracker cannot be shared
+    across processes).
+    """
 
     def __init__(
         self,
@@ -40,11 +53,14 @@ class NeboClients:
         async_client: AsyncNeboClient | None = None,
     ) -> None:
         given = client or async_client
+        self._settings: NeboSettings | None
+        self._pickled: dict[str, Any] = {}
         if given is not None:
-            self.settings: NeboSettings = given.settings
-            tracker, policy = tracker or given.tracker, policy or given.policy
+            self._settings = given.settings
+            tracker = tracker if tracker is not None else given.tracker
+            policy = policy if policy is not None else given.policy
         else:
-            self.settings = NeboSettings.resolve(
+            self._settings = NeboSettings.resolve(
                 api_key=api_key,
                 base_url=base_url,
                 timeout=timeout,
@@ -57,7 +73,42 @@ class NeboClients:
         self._async: dict[int, tuple[asyncio.AbstractEventLoop | None, AsyncNeboClient]] = {}
         if async_client is not None:
             self._async[0] = (None, async_client)
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> NeboClients:
+        # A copied component keeps its token, connection pools and tracker: share them.
+        return self
+
+    def __getstate__(self) -> dict[str, Any]:
+        if self._settings is None:
+            return dict(self._pickled)
+        s = self._settings
+        return {"base_url": s.base_url, "timeout": s.timeout, "max_retries": s.max_retries}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self._settings = None
+        self._pickled = dict(state)
+        self._tracker = self._policy = None
+        self._sync = None
+        self._async = {}
+        self._lock = threading.RLock()
+
+    @property
+    def settings(self) -> NeboSettings:
+        """The resolved settings (after unpickling: resolved now, with the key from the environment)."""
+        if self._settings is None:
+            with self._lock:
+                if self._settings is None:
+                    self._settings = self._resolve_unpickled()
+        return self._settings
+
+    def _resolve_unpickled(self) -> NeboSettings:
+        if not os.environ.get(ENV_API_KEY, "").strip():
+            raise NeboConfigurationError(
+                "this Nebo component was unpickled (e.g. in a worker process) and the Nebo token is "
+                f"not pickled, by design; set {ENV_API_KEY} in the worker's environment"
+            )
+        return NeboSettings.resolve(api_key=None, **self._pickled)
 
     @property
     def sync(self) -> NeboClient:
@@ -121,3 +172,8 @@ def publish(records: list[UsageRecord], callback_manager: CallbackManager | None
         for handler in handlers:
             if isinstance(handler, NeboBudgetCallbackHandler):
                 handler.record(record)
+
+
+def restore_state(component: BaseModel, state: dict[str, Any]) -> None:
+    """Unpickle a component as pickled, without re-running ``__init__`` (which needs a token)."""
+    BaseModel.__setstate__(component, state)

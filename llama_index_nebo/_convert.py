@@ -25,7 +25,8 @@ from llama_index.core.base.llms.types import (
 from llama_index.core.llms.llm import ToolSelection
 from pydantic import BaseModel
 
-from nebo_core import BudgetSnapshot, UsageRecord
+from nebo_core import BudgetSnapshot, UsageRecord, wire
+from nebo_core.budget import call_metadata
 
 if TYPE_CHECKING:
     from llama_index.core.tools.types import BaseTool
@@ -41,7 +42,6 @@ _ROLES = {
     MessageRole.FUNCTION: "tool",
 }
 M = TypeVar("M", bound=BaseModel)
-_PLAIN_TOOL_CHOICES = frozenset({"auto", "none", "required"})
 
 
 def _text_of(message: ChatMessage) -> str:
@@ -127,9 +127,7 @@ def tool_choice_param(tool_choice: Any, tool_required: bool) -> Any:
     """The OpenAI ``tool_choice`` for a LlamaIndex choice (``None``: omit it, which means auto)."""
     if tool_choice is None:
         return "required" if tool_required else None
-    if isinstance(tool_choice, str) and tool_choice not in _PLAIN_TOOL_CHOICES:
-        return {"type": "function", "function": {"name": tool_choice}}
-    return None if tool_choice == "auto" else tool_choice
+    return wire.tool_choice(tool_choice)
 
 
 def parse_arguments(arguments: Any) -> dict[str, Any]:
@@ -192,26 +190,13 @@ def keep_first_tool_call(message: ChatMessage) -> None:
         message.additional_kwargs["tool_calls"] = message.additional_kwargs["tool_calls"][:1]
 
 
-def nebo_info(usage: UsageRecord | None, snapshot: BudgetSnapshot | None) -> dict[str, Any]:
-    """The ``nebo`` entry of ``ChatResponse.additional_kwargs``: cost, routed model, budget."""
-    snap = snapshot if snapshot is not None else (usage.snapshot if usage is not None else None)
-    return {
-        "cost_micro": usage.cost_micro if usage else None,
-        "cost_dollars": usage.cost_dollars if usage else None,
-        "model": usage.model if usage else None,
-        "request_id": usage.request_id if usage else None,
-        "snapshot": snap.to_dict() if snap is not None else None,
-        "usage": usage.to_dict() if usage else None,
-    }
-
-
 def response_kwargs(usage: UsageRecord | None, snapshot: BudgetSnapshot | None) -> dict[str, Any]:
     """``additional_kwargs`` for a response: token counts (LlamaIndex's names) and ``nebo``."""
     return {
         "prompt_tokens": usage.prompt_tokens if usage else None,
         "completion_tokens": usage.completion_tokens if usage else None,
         "total_tokens": usage.total_tokens if usage else None,
-        "nebo": nebo_info(usage, snapshot),
+        "nebo": call_metadata(usage, snapshot),
     }
 
 

@@ -8,15 +8,18 @@ budget policy and one retry layer, and its usage is published as a ``NeboUsageEv
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from llama_index.core.base.embeddings.base import BaseEmbedding, Embedding
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
 
-from llama_index_nebo._clients import NeboClients, publish, reject_unknown
+from llama_index_nebo._clients import NeboClients, publish, reject_unknown, restore_state
 from nebo_core import AsyncNeboClient, BudgetPolicy, BudgetTracker, EmbeddingResult, NeboClient, get_model
 from nebo_core.models import DEFAULT_EMBEDDING_MODEL, embedding_models
 from nebo_core.settings import DEFAULT_BASE_URL, DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT
+
+logger = logging.getLogger("llama_index_nebo")
 
 MAX_BATCH = 2048
 MIN_SPLIT = 128
@@ -24,6 +27,13 @@ MIN_SPLIT = 128
 
 def _check_model(model_name: str, dimensions: int | None) -> None:
     spec = get_model(model_name)
+    if spec is None:
+        names = ", ".join(m.id for m in embedding_models())
+        logger.warning(
+            "NeboEmbedding: unknown embedding model %r (known: %s); sending it as given, dimension is None",
+            model_name,
+            names,
+        )
     if spec is not None and spec.kind != "embedding":
         names = ", ".join(m.id for m in embedding_models())
         raise ValueError(f"{model_name!r} is a chat model, not an embedding model; use one of: {names}")
@@ -34,7 +44,11 @@ def _check_model(model_name: str, dimensions: int | None) -> None:
 class NeboEmbedding(BaseEmbedding):
     """Nebo embeddings (``neboloop/nebo-embed-small``/``-large`` or their OpenAI names).
 
-    The token comes from ``api_key`` or ``NEBO_API_KEY`` and is never a field.
+    The token comes from ``api_key`` or ``NEBO_API_KEY`` and is never a field, nor pickled: an
+    unpickled copy (e.g. in an ``IngestionPipeline`` worker) reads ``NEBO_API_KEY`` on its first
+    call and records into the process-wide default tracker and policy, not the ones given here.
+    A model name ``nebo_core`` does not know is accepted (Nebo may add models), with a warning
+    logged; its ``dimension`` is ``None``.
     """
 
     model_name: str = Field(
@@ -96,9 +110,13 @@ class NeboEmbedding(BaseEmbedding):
         """Class name."""
         return "NeboEmbedding"
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        restore_state(self, state)
+
     @property
     def dimension(self) -> int | None:
-        """Vector width: ``dimensions`` if set, else the model's (``None`` for an unknown model)."""
+        """Vector width: ``dimensions`` if set, else the model's; ``None`` for a model ``nebo_core``
+        does not know (a warning naming the known models was logged at construction)."""
         spec = get_model(self.model_name)
         return self.dimensions or (spec.dimensions if spec is not None else None)
 

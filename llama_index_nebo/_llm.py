@@ -35,7 +35,7 @@ from llama_index.core.llms.llm import ToolSelection
 from llama_index.core.types import Model
 
 from llama_index_nebo import _convert as conv
-from llama_index_nebo._clients import NeboClients, publish, reject_unknown
+from llama_index_nebo._clients import NeboClients, publish, reject_unknown, restore_state
 from nebo_core import (
     AsyncChatStream,
     AsyncNeboClient,
@@ -67,7 +67,9 @@ class Nebo(FunctionCallingLLM):
     """Nebo chat models (``"auto"`` routing or a named model) with tools, streaming and budgets.
 
     The token comes from ``api_key`` or ``NEBO_API_KEY`` and is never a field: it does not
-    appear in ``to_dict()``, ``to_json()``, repr or instrumentation payloads.
+    appear in ``to_dict()``, ``to_json()``, repr or instrumentation payloads. Nor in a pickle:
+    an unpickled copy (e.g. in a worker process) reads ``NEBO_API_KEY`` on its first call and
+    records into the process-wide default tracker and policy, not the ones given here.
     """
 
     model: str = Field(
@@ -131,6 +133,9 @@ class Nebo(FunctionCallingLLM):
     def class_name(cls) -> str:
         """Class name."""
         return "Nebo_llm"
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        restore_state(self, state)
 
     @property
     def metadata(self) -> LLMMetadata:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from llama_index_nebo import Nebo, NeboEmbedding
@@ -25,3 +27,20 @@ def test_known_framework_fields_are_accepted() -> None:
     assert llm.system_prompt == "Be brief."
     emb = NeboEmbedding(api_key="tok", embed_batch_size=64, num_workers=2)
     assert (emb.embed_batch_size, emb.num_workers) == (64, 2)
+
+
+def test_unknown_embedding_model_is_accepted_with_one_warning(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="llama_index_nebo"):
+        emb = NeboEmbedding("nope", api_key="tok")
+    assert emb.model_name == "nope"
+    assert emb.dimension is None
+    messages = [r.getMessage() for r in caplog.records if r.name == "llama_index_nebo"]
+    assert len(messages) == 1
+    assert "'nope'" in messages[0]
+    assert "neboloop/nebo-embed-small" in messages[0]
+    assert "neboloop/nebo-embed-large" in messages[0]
+    assert "tok" not in messages[0]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="llama_index_nebo"):
+        NeboEmbedding("text-embedding-3-small", api_key="tok")
+    assert caplog.records == []

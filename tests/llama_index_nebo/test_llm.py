@@ -142,11 +142,25 @@ def test_parallel_tool_calls(conn: dict[str, Any]) -> None:
     tools = [FunctionTool.from_defaults(add), FunctionTool.from_defaults(multiply)]
     prompt = "Call add with a=2 and b=3, and also call multiply with a=2 and b=3."
     both = llm.chat_with_tools(tools, user_msg=prompt, allow_parallel_tool_calls=True)
-    names = [c.tool_name for c in llm.get_tool_calls_from_response(both)]
-    if len(names) < 2:
-        pytest.xfail(f"the emulator chose one tool for this prompt: {names}")
-    assert sorted(names) == ["add", "multiply"]
+    calls = [(c.tool_name, c.tool_kwargs) for c in llm.get_tool_calls_from_response(both)]
+    assert sorted(calls) == [("add", {"a": 2, "b": 3}), ("multiply", {"a": 2, "b": 3})]
     single = llm.chat_with_tools(tools, user_msg=prompt, allow_parallel_tool_calls=False)
+    assert len(llm.get_tool_calls_from_response(single)) == 1
+
+
+def get_weather(city: str) -> str:
+    """Get the current weather for a city."""
+    return f"sunny in {city}"
+
+
+def test_parallel_calls_of_one_tool_one_per_named_thing(conn: dict[str, Any]) -> None:
+    llm = Nebo(**conn)
+    tool = FunctionTool.from_defaults(get_weather)
+    prompt = "What is the weather in Paris and London?"
+    both = llm.chat_with_tools([tool], user_msg=prompt, allow_parallel_tool_calls=True)
+    calls = [(c.tool_name, c.tool_kwargs) for c in llm.get_tool_calls_from_response(both)]
+    assert calls == [("get_weather", {"city": "Paris"}), ("get_weather", {"city": "London"})]
+    single = llm.chat_with_tools([tool], user_msg=prompt, allow_parallel_tool_calls=False)
     assert len(llm.get_tool_calls_from_response(single)) == 1
 
 
