@@ -101,7 +101,9 @@ def test_metadata_auto_and_named(conn: dict[str, Any]) -> None:
 
 def test_key_never_serialized(emu: NeboEmulator) -> None:
     llm = Nebo(api_key=emu.token, base_url=emu.base_url, provider_api_key="sk-provider-secret")
-    dumps = [json.dumps(llm.to_dict(), default=str), llm.to_json(), repr(llm), str(llm.to_payload())]
+    dumps = [json.dumps(llm.to_dict(), default=str), llm.to_json(), repr(llm)]
+    if hasattr(llm, "to_payload"):  # newer llama-index-core sends this to instrumentation
+        dumps.append(str(llm.to_payload()))
     for text in dumps:
         assert emu.token not in text
         assert "sk-provider-secret" not in text
