@@ -26,6 +26,7 @@ from types import ModuleType
 from typing import Any
 
 from nebo_core import wire
+from nebo_core._grace import SyncGrace, deadline, next_line
 from nebo_core.budget import BudgetSnapshot, CallKind
 from nebo_core.errors import NeboConnectionError, NeboError, NeboStreamTruncated
 from nebo_core.retry import RetryPolicy
@@ -60,6 +61,7 @@ class _Call:
     include_usage: bool
     before: BudgetSnapshot | None
     started: float
+    choices: int = 1
 
 
 def plan_request(method: str, path: str, content: bytes) -> tuple[_Call, bytes | None]:
@@ -79,7 +81,9 @@ def plan_request(method: str, path: str, content: bytes) -> tuple[_Call, bytes |
     stream = kind == "chat" and bool(body.get("stream"))
     options = body.get("stream_options")
     include_usage = stream and isinstance(options, dict) and bool(options.get("include_usage"))
-    call = _Call(kind, requested, stream, include_usage, None, time.perf_counter())
+    n = body.get("n")
+    choices = n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else 1
+    call = _Call(kind, requested, stream, include_usage, None, time.perf_counter(), choices)
     if kind != "chat":
         return call, None
     fixed = wire.prepare_chat_body(body, stream=stream)
@@ -95,7 +99,7 @@ class _Repair:
 
     def __init__(self, call: _Call, snapshot: BudgetSnapshot, request_id: str | None) -> None:
         self.call = call
-        self.state = StreamState(snapshot, request_id)
+        self.state = StreamState(snapshot, request_id, call.choices)
         self.decoder = SSEDecoder()
         self.error: NeboError | None = None
         self.ended = False
@@ -265,10 +269,20 @@ class _SyncBody:
         try:
             if self._pending:
                 yield self._pending
-            while not self._repair.ended:
-                out = self._repair.feed(next(self._lines, None))
-                if out:
-                    yield out
+            grace = SyncGrace(self._upstream)
+            try:
+                while not self._repair.ended:
+                    if self._repair.state.all_finished:
+                        grace.arm()  # only final usage can follow: do not wait for it forever
+                    try:
+                        line = next(self._lines, None)
+                    except self._core.hx.TransportError:
+                        line = None  # dropped (or cut after the grace): the body ends here
+                    out = self._repair.feed(line)
+                    if out:
+                        yield out
+            finally:
+                grace.cancel()
         finally:
             self.close()
 
@@ -346,8 +360,14 @@ class _AsyncBody:
         try:
             if self._pending:
                 yield self._pending
+            until: float | None = None
             while not self._repair.ended:
-                out = self._repair.feed(await anext(self._lines, None))
+                until = deadline(self._repair.state.all_finished, until)
+                try:
+                    line = await next_line(self._lines, until)
+                except self._core.hx.TransportError:
+                    line = None  # dropped mid-stream: the body ends here
+                out = self._repair.feed(line)
                 if out:
                     yield out
         finally:

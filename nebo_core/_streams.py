@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from nebo_core import wire
+from nebo_core._grace import SyncGrace, deadline, next_line
 from nebo_core.budget import BudgetSnapshot, UsageRecord
 from nebo_core.errors import NeboError
 from nebo_core.policy import Decision
@@ -25,6 +26,11 @@ if TYPE_CHECKING:
     from nebo_core.client import AsyncNeboClient, NeboClient
 
 Chunk = dict[str, Any]
+
+
+def _choices(body: dict[str, Any]) -> int:
+    n = body.get("n")
+    return n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else 1
 
 
 class _StreamCore:
@@ -54,7 +60,7 @@ class _StreamCore:
     def _begin(self, snapshot: BudgetSnapshot, headers: httpx.Headers) -> None:
         self.snapshot = snapshot
         self.request_id = wire.request_id_from(headers)
-        self.state = StreamState(snapshot, self.request_id)
+        self.state = StreamState(snapshot, self.request_id, _choices(self._body))
         self._decoder = SSEDecoder()
         self._started = time.perf_counter()
 
@@ -139,14 +145,20 @@ class ChatStream(_StreamCore):
             self._decision = self._client._governed_open(self)
             yield from self._pending
             assert self._lines is not None
-            while not self.state.done:
-                try:
-                    line = next(self._lines, None)
-                except httpx.TransportError:
-                    line = None  # a dropped connection is a truncated stream (raised by _eof)
-                if line is None:
-                    break
-                yield from self._feed_line(line)
+            grace = SyncGrace(self._response)
+            try:
+                while not self.state.done:
+                    if self.state.all_finished:
+                        grace.arm()  # only final usage can follow: do not wait for it forever
+                    try:
+                        line = next(self._lines, None)
+                    except httpx.TransportError:
+                        line = None  # a dropped connection is a truncated stream (raised by _eof)
+                    if line is None:
+                        break
+                    yield from self._feed_line(line)
+            finally:
+                grace.cancel()
             yield from self._eof()
             self._finalize(self._client, complete=True)
         finally:
@@ -231,9 +243,11 @@ class AsyncChatStream(_StreamCore):
             for chunk in self._pending:
                 yield chunk
             assert self._lines is not None
+            until: float | None = None
             while not self.state.done:
+                until = deadline(self.state.all_finished, until)
                 try:
-                    line = await anext(self._lines, None)
+                    line = await next_line(self._lines, until)
                 except httpx.TransportError:
                     line = None  # a dropped connection is a truncated stream (raised by _eof)
                 if line is None:

@@ -107,9 +107,16 @@ def _is_json_object(text: str) -> bool:
 class StreamState:
     """Folds raw chunks (parsed JSON) into standard chunks; pure, shared by every stream reader."""
 
-    def __init__(self, snapshot: BudgetSnapshot | None = None, request_id: str | None = None) -> None:
+    def __init__(
+        self,
+        snapshot: BudgetSnapshot | None = None,
+        request_id: str | None = None,
+        expected_choices: int = 1,
+    ) -> None:
         self.snapshot = snapshot
         self.request_id = request_id
+        self.expected_choices = max(expected_choices, 1)
+        """The request's ``n``: the stream is not over until that many choices have finished."""
         self.id: str | None = None
         self.model: str | None = None
         self.created: int | None = None
@@ -117,8 +124,6 @@ class StreamState:
         self.provider_metadata: dict[str, Any] | None = None
         self.system_fingerprint: str | None = None
         self._choices: dict[int, _Choice] = {}
-        self._usage_before_finish = False
-        self._usage_after_finish = False
         self.done = False
         """True once the stream is complete: stop reading (Nebo may never send ``[DONE]``)."""
         self.chunks_seen = 0
@@ -147,21 +152,17 @@ class StreamState:
         self.system_fingerprint = chunk.get("system_fingerprint") or self.system_fingerprint
         if isinstance(chunk.get("provider_metadata"), dict):
             self.provider_metadata = chunk["provider_metadata"]
-        finished_before = self.all_finished
-        if isinstance(chunk.get("usage"), dict):
-            self.usage = chunk["usage"]  # cumulative on every chunk (quirk 6): the latest wins
-            if finished_before:
-                self._usage_after_finish = True
-            else:
-                self._usage_before_finish = True
         out: list[dict[str, Any]] = []
         for raw in chunk.get("choices") or []:
             if isinstance(raw, dict):
                 delta = self._fold_choice(raw)
                 if delta is not None:
                     out.append(self._chunk([delta]))
-        if self.all_finished and (self._usage_before_finish or self._usage_after_finish):
-            self.done = True
+        if isinstance(chunk.get("usage"), dict):
+            self.usage = chunk["usage"]  # cumulative on every chunk (quirk 6): the latest wins
+            # Usage on the finishing chunk, or after it, is final: stop here, [DONE] or not (quirk 4).
+            # Usage seen only before the finish may still grow: readers give it a short grace.
+            self.done = self.done or self.all_finished
         return out
 
     def _fold_choice(self, raw: dict[str, Any]) -> dict[str, Any] | None:
@@ -254,8 +255,10 @@ class StreamState:
 
     @property
     def all_finished(self) -> bool:
-        """Whether every choice seen so far has a ``finish_reason``."""
-        return bool(self._choices) and all(c.finish_reason for c in self._choices.values())
+        """Whether every expected choice has a ``finish_reason``: only final usage may follow."""
+        return len(self._choices) >= self.expected_choices and all(
+            c.finish_reason for c in self._choices.values()
+        )
 
     def finish(self) -> list[dict[str, Any]]:
         """At the end of the stream: the final usage chunk, or the truncation error."""
