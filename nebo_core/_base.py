@@ -112,8 +112,10 @@ def decode_embedding(value: Any) -> list[float]:
     raise NeboUpstreamError("Nebo returned an embedding that is neither a list nor base64", status=200)
 
 
-def batches(texts: Sequence[str], size: int) -> list[tuple[int, list[str]]]:
-    """``(offset, batch)`` pairs covering ``texts`` in order."""
+def batches(texts: Sequence[str] | str, size: int) -> list[tuple[int, list[str]]]:
+    """``(offset, batch)`` pairs covering ``texts`` in order (one string counts as one text)."""
+    if isinstance(texts, str):
+        texts = [texts]  # not one text per character
     if size < 1:
         raise NeboBadRequestError(f"embedding batch size must be >= 1, got {size}")
     size = min(size, MAX_EMBEDDING_BATCH)
@@ -164,6 +166,7 @@ class BaseClient:
         self.policy.attach(self.tracker)
         self.retry = retry or RetryPolicy(max_retries=settings.max_retries)
         self._headers = wire.request_headers(settings)
+        self.account = settings.account
         self._base = settings.base_url
 
     def __repr__(self) -> str:
@@ -198,8 +201,8 @@ class BaseClient:
     def _observe(self, headers: Mapping[str, str]) -> tuple[BudgetSnapshot, BudgetSnapshot | None]:
         """Parse and record a response's budget; also returns the tracker's snapshot just before,
         so a caller can tell whether another call's response landed in between."""
-        snapshot = wire.parse_budget_headers(headers)
-        prior = self.tracker.snapshot
+        snapshot = wire.parse_budget_headers(headers, account=self.account)
+        prior = self.tracker.snapshot_for(self.account)
         self.tracker.observe(snapshot)
         return snapshot, prior
 
@@ -268,7 +271,8 @@ class BaseClient:
     ) -> PreparedCall:
         payload = wire.prepare_chat_body({**body, "model": model}, stream=False)
         request = self._request("POST", wire.CHAT_PATH, payload, timeout, False)
-        return PreparedCall("chat", requested, request, self.tracker.snapshot, time.perf_counter(), scope)
+        before = self.tracker.snapshot_for(self.account)
+        return PreparedCall("chat", requested, request, before, time.perf_counter(), scope)
 
     def _finish_chat(self, call: PreparedCall, sent: Sent) -> tuple[ChatCompletion, UsageRecord]:
         data, headers, snapshot, prior = sent
@@ -294,7 +298,13 @@ class BaseClient:
         body = self._embedding_body(texts, model, dimensions, encoding_format)
         request = self._request("POST", wire.EMBEDDINGS_PATH, body, timeout, False)
         return PreparedCall(
-            "embedding", requested, request, self.tracker.snapshot, time.perf_counter(), scope, len(texts)
+            "embedding",
+            requested,
+            request,
+            self.tracker.snapshot_for(self.account),
+            time.perf_counter(),
+            scope,
+            len(texts),
         )
 
     def _finish_embedding(self, call: PreparedCall, sent: Sent) -> tuple[Batch, UsageRecord]:

@@ -141,15 +141,18 @@ class _Repair:
 class TransportCore:
     """Every decision of the SDK transport; the sync and async transports only do I/O."""
 
-    def __init__(self, hx: ModuleType, tracker: BudgetTracker, retry: RetryPolicy) -> None:
+    def __init__(
+        self, hx: ModuleType, tracker: BudgetTracker, retry: RetryPolicy, account: str | None = None
+    ) -> None:
         self.hx = hx
         self.tracker = tracker
         self.retry = retry
+        self.account = account
 
     def prepare(self, request: Any) -> tuple[Any, _Call]:
         """The request to send (chat bodies fixed for Nebo) and what it is; body already read."""
         call, content = plan_request(request.method, request.url.path, request.content)
-        call.before = self.tracker.snapshot
+        call.before = self.tracker.snapshot_for(self.account)
         if content is None:
             return request, call
         headers = [(k, v) for k, v in request.headers.multi_items() if k.lower() != "content-length"]
@@ -160,8 +163,8 @@ class TransportCore:
 
     def observe(self, headers: Any) -> tuple[BudgetSnapshot, BudgetSnapshot | None]:
         """Record a response's budget headers; also the tracker's snapshot just before."""
-        snapshot = wire.parse_budget_headers(headers)
-        prior = self.tracker.snapshot
+        snapshot = wire.parse_budget_headers(headers, account=self.account)
+        prior = self.tracker.snapshot_for(self.account)
         self.tracker.observe(snapshot)
         return snapshot, prior
 

@@ -14,6 +14,8 @@ from typing import Any, Literal
 MICRO_PER_DOLLAR = 1_000_000
 SESSION_WINDOW_S = 5 * 3600
 WEEKLY_WINDOW_S = 7 * 24 * 3600
+MAX_CLOCK_SKEW_S = 3600.0
+"""A ``Date`` header further off than this is a broken header, not a skewed clock."""
 
 WindowName = Literal["session", "weekly"]
 CostSource = Literal["server", "headers", "unknown"]
@@ -73,8 +75,8 @@ class WindowState:
 
     @property
     def exhausted(self) -> bool:
-        """Whether the server says nothing is left in this window."""
-        return self.remaining_micro is not None and self.remaining_micro <= 0
+        """Whether the server says nothing is left in this window (a limit of 0 means no window)."""
+        return self.remaining_micro is not None and self.remaining_micro <= 0 and self.limit_micro != 0
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict, with the used fraction."""
@@ -107,6 +109,9 @@ class BudgetSnapshot:
     """When this response was received, by this machine's clock."""
     server_date: datetime | None = None
     """The server's ``Date`` header: lets a waiting policy correct for clock skew."""
+    account: str | None = None
+    """Which key at which URL reported this (``NeboSettings.account``, a hash): budget state is
+    kept per account."""
 
     @property
     def known(self) -> bool:
@@ -151,10 +156,11 @@ class BudgetSnapshot:
         return not any(p for p in pools if p)
 
     def clock_skew(self) -> float:
-        """Seconds the server's clock is ahead of ours (0 when unknown)."""
+        """Seconds the server's clock is ahead of ours (0 when unknown or implausible: over an hour)."""
         if self.server_date is None:
             return 0.0
-        return (self.server_date - self.observed_at).total_seconds()
+        skew = (self.server_date - self.observed_at).total_seconds()
+        return skew if abs(skew) <= MAX_CLOCK_SKEW_S else 0.0
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (datetimes as ISO strings), with derived fields."""
@@ -169,6 +175,7 @@ class BudgetSnapshot:
             "active_pool": self.active_pool,
             "observed_at": _jsonable(self.observed_at),
             "server_date": _jsonable(self.server_date),
+            "account": self.account,
             "remaining_micro": self.remaining_micro,
             "binding_window": binding.name if binding else None,
         }

@@ -80,7 +80,7 @@ class NeboClient(BaseClient):
         attempt: Callable[[str], tuple[T, UsageRecord | None]],
         settle: bool = True,
     ) -> tuple[T, Decision]:
-        plan = CallPlan(kind, model, scope)
+        plan = CallPlan(kind, model, scope, account=self.account)
         decision = self._decide(plan)
         while True:
             if decision.action == "wait":
@@ -173,7 +173,7 @@ class NeboClient(BaseClient):
 
     def embed(
         self,
-        texts: Sequence[str],
+        texts: Sequence[str] | str,
         *,
         model: str = DEFAULT_EMBEDDING_MODEL,
         dimensions: int | None = None,
@@ -261,7 +261,7 @@ class AsyncNeboClient(BaseClient):
         attempt: Callable[[str], Awaitable[tuple[T, UsageRecord | None]]],
         settle: bool = True,
     ) -> tuple[T, Decision]:
-        plan = CallPlan(kind, model, scope)
+        plan = CallPlan(kind, model, scope, account=self.account)
         decision = self._decide(plan)
         while True:
             if decision.action == "wait":
@@ -354,7 +354,7 @@ class AsyncNeboClient(BaseClient):
 
     async def embed(
         self,
-        texts: Sequence[str],
+        texts: Sequence[str] | str,
         *,
         model: str = DEFAULT_EMBEDDING_MODEL,
         dimensions: int | None = None,

@@ -75,7 +75,10 @@ def _parts(
         settings = NeboSettings.resolve(**fields)
     hx = sdk.http_module(openai_mod)
     policy = retry or RetryPolicy(max_retries=settings.max_retries)
-    return settings, hx, sdk.TransportCore(hx, tracker if tracker is not None else default_tracker(), policy)
+    core = sdk.TransportCore(
+        hx, tracker if tracker is not None else default_tracker(), policy, settings.account
+    )
+    return settings, hx, core
 
 
 def openai_client(

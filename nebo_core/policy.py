@@ -54,6 +54,8 @@ class CallPlan:
     scope: str | None = None
     step: int = 0
     """How many budget decisions this call has already had (waits, fallbacks)."""
+    account: str | None = None
+    """The client's ``NeboSettings.account``: whose Nebo budget applies (``None``: the freshest seen)."""
 
 
 @dataclass(frozen=True)
@@ -72,14 +74,21 @@ def _utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
+UNKNOWN_RESET_TRUST_S = 60.0
+"""How long an exhausted window with no reset time keeps refusing calls up front."""
+
+
 def exhausted_error(snapshot: BudgetSnapshot, now: datetime | None = None) -> NeboBudgetExhausted | None:
     """The budget error a call would get now, judging by a snapshot (``None`` if it may go)."""
     if not snapshot.exhausted:
         return None
     window = snapshot.exhausted_window
     assert window is not None
-    if window.reset_at is not None and window.reset_at <= (now or datetime.now(timezone.utc)):
+    now = now or datetime.now(timezone.utc)
+    if window.reset_at is not None and window.reset_at <= now:
         return None  # the window has rolled since this snapshot: let the server say
+    if window.reset_at is None and (now - snapshot.observed_at).total_seconds() > UNKNOWN_RESET_TRUST_S:
+        return None  # no reset time and an old report: ask the server again rather than block forever
     when = f"; it resets at {window.reset_at.isoformat()}" if window.reset_at else ""
     return NeboBudgetExhausted(
         f"the Nebo {window.name} budget is exhausted{when}",
@@ -246,9 +255,10 @@ class BudgetPolicy:
             value = math.ceil(mean) if mean is not None else default_estimate_micro(plan.kind, plan.model)
         return value
 
-    def snapshot(self, tracker: BudgetTracker) -> BudgetSnapshot | None:
-        """The freshest snapshot: the tracker's, or one another process published to the store."""
-        mine, shared = tracker.snapshot, self.store.snapshot()
+    def snapshot(self, tracker: BudgetTracker, account: str | None = None) -> BudgetSnapshot | None:
+        """The freshest snapshot of ``account``: the tracker's, or one another process published."""
+        mine = tracker.snapshot if account is None else tracker.snapshot_for(account)
+        shared = self.store.snapshot(account)
         if mine is None or (shared is not None and shared.observed_at > mine.observed_at):
             return shared
         return mine
@@ -278,7 +288,7 @@ class BudgetPolicy:
 
     def before_call(self, plan: CallPlan, tracker: BudgetTracker) -> Decision:
         """Whether the call may go, before any request is sent (reserves against the cap)."""
-        snapshot = self.snapshot(tracker)
+        snapshot = self.snapshot(tracker, plan.account)
         if snapshot is not None:
             now = self._clock() + timedelta(seconds=snapshot.clock_skew())
             with self._lock:
@@ -322,7 +332,7 @@ class BudgetPolicy:
         if error.snapshot is not None:
             self.store.publish(error.snapshot)
         if self.mode == "wait" and error.window != "cap":
-            wait = self.wait_seconds(error, tracker)
+            wait = self.wait_seconds(error, tracker, plan.account)
             if wait is not None and wait <= self.max_wait:
                 logger.info("Nebo budget exhausted; waiting %.1f s for the reset", wait)
                 return Decision("wait", plan.model, wait_s=wait)
@@ -333,14 +343,16 @@ class BudgetPolicy:
                 return self._admit(replace(plan, model=model), tracker)
         return Decision("refuse", plan.model, error=error)
 
-    def wait_seconds(self, error: NeboBudgetExhausted, tracker: BudgetTracker) -> float | None:
+    def wait_seconds(
+        self, error: NeboBudgetExhausted, tracker: BudgetTracker, account: str | None = None
+    ) -> float | None:
         """Seconds until the exhausted window resets, by our clock, correcting the server's skew.
 
         ``reset_at`` is in the server's time; the snapshot's ``Date`` header says how far its
         clock is from ours. ``wait_margin`` is added because ``Date`` has one-second resolution.
         ``None`` when the reset is unknown and the server gave no Retry-After.
         """
-        snapshot = error.snapshot or self.snapshot(tracker)
+        snapshot = error.snapshot or self.snapshot(tracker, account)
         reset_at = error.reset_at
         if reset_at is None and snapshot is not None and snapshot.exhausted_window is not None:
             reset_at = snapshot.exhausted_window.reset_at

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import ipaddress
 import json
 import math
@@ -253,6 +254,14 @@ class NeboSettings:
             },
             claims=claims,
         )
+
+    @property
+    def account(self) -> str:
+        """A short, stable id of this key at this URL (a hash: never the token itself).
+
+        Budget state is kept per account, so one exhausted token never blocks another."""
+        digest = hashlib.sha256(f"{self.base_url}\n{self.api_key.get_secret_value()}".encode())
+        return digest.hexdigest()[:16]
 
     @property
     def plan(self) -> str | None:

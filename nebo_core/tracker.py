@@ -88,6 +88,7 @@ class BudgetTracker:
     def __init__(self, history: int = 1000) -> None:
         self._lock = threading.Lock()
         self._snapshot: BudgetSnapshot | None = None
+        self._accounts: dict[str | None, BudgetSnapshot] = {}
         self._totals = TrackerTotals()
         self._history: deque[UsageRecord] = deque(maxlen=history)
         self._thresholds: list[_Threshold] = []
@@ -95,17 +96,25 @@ class BudgetTracker:
 
     @property
     def snapshot(self) -> BudgetSnapshot | None:
-        """The freshest budget snapshot seen (by observation time)."""
+        """The freshest budget snapshot seen (by observation time), whichever account sent it."""
         return self._snapshot
 
+    def snapshot_for(self, account: str | None) -> BudgetSnapshot | None:
+        """The freshest snapshot of one account (``NeboSettings.account``): what budget decisions use,
+        so one exhausted token never blocks another sharing this tracker."""
+        return self._accounts.get(account)
+
     def observe(self, snapshot: BudgetSnapshot | None) -> None:
-        """Offer a snapshot; kept only if it is newer than the one held and says anything."""
+        """Offer a snapshot; kept only if it is newer than its account's and says anything."""
         if snapshot is None or not snapshot.known:
             return
         with self._lock:
-            if self._snapshot is not None and snapshot.observed_at < self._snapshot.observed_at:
+            held = self._accounts.get(snapshot.account)
+            if held is not None and snapshot.observed_at < held.observed_at:
                 return
-            self._snapshot = snapshot
+            self._accounts[snapshot.account] = snapshot
+            if self._snapshot is None or snapshot.observed_at >= self._snapshot.observed_at:
+                self._snapshot = snapshot
             fired = self._check_thresholds(snapshot)
         for callback, window, fraction in fired:
             try:
@@ -158,7 +167,7 @@ class BudgetTracker:
         ``fraction``, and again only after it has dropped below (the window rolled). Returns a remover."""
         if not 0.0 < fraction <= 1.0:
             raise ValueError(f"threshold fraction must be in (0, 1], got {fraction!r}")
-        threshold = _Threshold(fraction, callback, windows, {w: True for w in windows})
+        threshold = _Threshold(fraction, callback, windows, {})
         with self._lock:
             self._thresholds.append(threshold)
 
@@ -190,17 +199,19 @@ class BudgetTracker:
                 if window.name not in threshold.windows or window.used_fraction is None:
                     continue
                 reached = window.used_fraction >= threshold.fraction
-                if reached and threshold.armed.get(window.name, True):
-                    threshold.armed[window.name] = False
+                key = f"{snapshot.account}:{window.name}"  # each account's windows cross on their own
+                if reached and threshold.armed.get(key, True):
+                    threshold.armed[key] = False
                     fired.append((threshold.callback, window, threshold.fraction))
                 elif not reached:
-                    threshold.armed[window.name] = True
+                    threshold.armed[key] = True
         return fired
 
     def reset(self) -> None:
         """Forget counters, history and the snapshot (listeners stay)."""
         with self._lock:
             self._snapshot = None
+            self._accounts.clear()
             self._totals = TrackerTotals()
             self._history.clear()
 

@@ -180,7 +180,9 @@ def _credit(h: Mapping[str, str], window: str, what: str) -> int | None:
     return value if value is not None else parse_int(h.get(f"x-ratelimit-{window}-{what}-tokens"))
 
 
-def parse_budget_headers(headers: Mapping[str, str], observed_at: datetime | None = None) -> BudgetSnapshot:
+def parse_budget_headers(
+    headers: Mapping[str, str], observed_at: datetime | None = None, account: str | None = None
+) -> BudgetSnapshot:
     """The budget a response's headers report; never raises, unknown fields are ``None``."""
     h = _lower(headers)
     now = observed_at or datetime.now(timezone.utc)
@@ -213,6 +215,7 @@ def parse_budget_headers(headers: Mapping[str, str], observed_at: datetime | Non
         active_pool=pool,
         observed_at=now,
         server_date=server_date,
+        account=account,
     )
 
 

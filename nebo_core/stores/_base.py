@@ -72,11 +72,11 @@ class BudgetStore(ABC):
 
     @abstractmethod
     def publish(self, snapshot: BudgetSnapshot) -> None:
-        """Offer a snapshot; kept only if it was observed later than the one held."""
+        """Offer a snapshot; kept (per ``snapshot.account``) only if observed later than the one held."""
 
     @abstractmethod
-    def snapshot(self) -> BudgetSnapshot | None:
-        """The freshest snapshot any user of this store has published."""
+    def snapshot(self, account: str | None = None) -> BudgetSnapshot | None:
+        """The freshest snapshot any user of this store has published for ``account``."""
 
     @abstractmethod
     def reset(self) -> None:
@@ -119,6 +119,7 @@ def encode_snapshot(snapshot: BudgetSnapshot) -> str:
             "active_pool": snapshot.active_pool,
             "observed_at": _dt(snapshot.observed_at),
             "server_date": _dt(snapshot.server_date),
+            "account": snapshot.account,
         }
     )
 
@@ -137,4 +138,5 @@ def decode_snapshot(text: str | bytes) -> BudgetSnapshot:
         active_pool=data.get("active_pool"),
         observed_at=observed,
         server_date=_parse_dt(data.get("server_date")),
+        account=data.get("account"),
     )

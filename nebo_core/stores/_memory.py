@@ -26,7 +26,7 @@ class InMemoryBudgetStore(BudgetStore):
         self._spent: dict[str, int] = {}
         self._held: dict[str, dict[str, tuple[int, float]]] = {}
         self._stats: dict[str, tuple[int, int]] = {}
-        self._snapshot: BudgetSnapshot | None = None
+        self._snapshots: dict[str | None, BudgetSnapshot] = {}
 
     def __repr__(self) -> str:
         return f"InMemoryBudgetStore(scopes={len(self._spent)})"
@@ -80,15 +80,16 @@ class InMemoryBudgetStore(BudgetStore):
 
     def publish(self, snapshot: BudgetSnapshot) -> None:
         with self._lock:
-            if self._snapshot is None or snapshot.observed_at >= self._snapshot.observed_at:
-                self._snapshot = snapshot
+            held = self._snapshots.get(snapshot.account)
+            if held is None or snapshot.observed_at >= held.observed_at:
+                self._snapshots[snapshot.account] = snapshot
 
-    def snapshot(self) -> BudgetSnapshot | None:
-        return self._snapshot
+    def snapshot(self, account: str | None = None) -> BudgetSnapshot | None:
+        return self._snapshots.get(account)
 
     def reset(self) -> None:
         with self._lock:
             self._spent.clear()
             self._held.clear()
             self._stats.clear()
-            self._snapshot = None
+            self._snapshots.clear()

@@ -132,12 +132,15 @@ class RedisBudgetStore(BudgetStore):
 
     def publish(self, snapshot: BudgetSnapshot) -> None:
         self._publish(
-            keys=[f"{self.namespace}:snapshot"],
+            keys=[self._snapshot_key(snapshot.account)],
             args=[f"{snapshot.observed_at.timestamp():.6f}", encode_snapshot(snapshot)],
         )
 
-    def snapshot(self) -> BudgetSnapshot | None:
-        raw = self._redis.hget(f"{self.namespace}:snapshot", "json")
+    def _snapshot_key(self, account: str | None) -> str:
+        return f"{self.namespace}:snapshot:{account or '-'}"
+
+    def snapshot(self, account: str | None = None) -> BudgetSnapshot | None:
+        raw = self._redis.hget(self._snapshot_key(account), "json")
         return decode_snapshot(raw) if raw else None
 
     def reset(self) -> None:

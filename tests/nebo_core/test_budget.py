@@ -33,7 +33,7 @@ def snap(session_rem: int | None, weekly_rem: int | None = None, **kw: object) -
         (1_000_000, 1_000_000, 0, 0.0, 1.0, False),
         (1_000_000, 2_000_000, 0, 0.0, 2.0, False),  # over-reported remaining clamps
         (None, 5, None, None, 0.000005, False),
-        (0, 0, 0, 1.0, 0.0, True),
+        (0, 0, 0, 1.0, 0.0, False),  # a limit of 0 is no window (e.g. a credits-only account)
         (0, 10, 0, 0.0, 0.00001, False),
         (None, None, None, None, None, False),
     ],
@@ -174,3 +174,10 @@ def test_record_to_dict_and_pool() -> None:
 def test_garbage_usage_fields_are_none() -> None:
     r = record({"prompt_tokens": "lots", "completion_tokens": -3, "prompt_tokens_details": "x"}, None, None)
     assert (r.prompt_tokens, r.completion_tokens, r.cached_tokens, r.cost_micro) == (None, None, None, None)
+
+
+@pytest.mark.parametrize(("offset_s", "skew"), [(30.0, 30.0), (-120.0, -120.0), (-10 * 365 * 86400.0, 0.0)])
+def test_clock_skew_ignores_an_implausible_date_header(offset_s: float, skew: float) -> None:
+    seen = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
+    snap = BudgetSnapshot(observed_at=seen, server_date=seen + timedelta(seconds=offset_s))
+    assert snap.clock_skew() == skew

@@ -97,7 +97,8 @@ def test_policy_refuses_up_front_when_window_is_empty(nb: SimpleNamespace) -> No
     fake = nb.FakeNebo()
     client = nb.client(fake)
     reset = datetime.now(timezone.utc) + timedelta(hours=2)
-    client.tracker.observe(BudgetSnapshot(session=WindowState("session", 100, 0, reset)))
+    empty = WindowState("session", 100, 0, reset)
+    client.tracker.observe(BudgetSnapshot(session=empty, account=client.account))
     with pytest.raises(NeboBudgetExhausted) as info:
         client.chat(BODY)
     assert fake.requests == []
@@ -108,11 +109,40 @@ def test_policy_refuses_up_front_when_window_is_empty(nb: SimpleNamespace) -> No
     assert fake.requests == []
 
 
+def test_another_accounts_empty_window_does_not_block(nb: SimpleNamespace) -> None:
+    fake = nb.FakeNebo(nb.ok())
+    client = nb.client(fake)
+    reset = datetime.now(timezone.utc) + timedelta(hours=2)
+    other = BudgetSnapshot(session=WindowState("session", 100, 0, reset), account="another-token")
+    client.tracker.observe(other)
+    client.policy.store.publish(other)
+    client.chat(BODY)
+    assert len(fake.requests) == 1
+    assert client.tracker.snapshot_for("another-token") is other
+
+
+def test_an_empty_window_without_reset_time_stops_blocking_after_a_minute(nb: SimpleNamespace) -> None:
+    fake = nb.FakeNebo(nb.ok())
+    client = nb.client(fake)
+    old = datetime.now(timezone.utc) - timedelta(seconds=61)
+    empty = WindowState("session", 100, 0, None)
+    client.tracker.observe(BudgetSnapshot(session=empty, observed_at=old, account=client.account))
+    client.chat(BODY)  # asks the server instead of refusing forever
+    assert len(fake.requests) == 1
+    fresh = BudgetSnapshot(session=empty, account=client.account)
+    client.tracker.observe(fresh)
+    with pytest.raises(NeboBudgetExhausted):
+        client.chat(BODY)
+    assert len(fake.requests) == 1
+
+
 def test_policy_lets_call_through_after_reset_passed(nb: SimpleNamespace) -> None:
     fake = nb.FakeNebo(nb.ok())
     client = nb.client(fake)
     past = datetime.now(timezone.utc) - timedelta(seconds=1)
-    client.tracker.observe(BudgetSnapshot(session=WindowState("session", 100, 0, past)))
+    client.tracker.observe(
+        BudgetSnapshot(session=WindowState("session", 100, 0, past), account=client.account)
+    )
     client.chat(BODY)
     assert len(fake.requests) == 1
 
@@ -579,3 +609,18 @@ async def test_async_early_close_records_incomplete_usage(nb: SimpleNamespace) -
             break
     history = client.tracker.history()
     assert [(r.complete, r.streamed, r.cost_micro) for r in history] == [(False, True, 10)]
+
+
+def test_embed_takes_one_string_as_one_text(nebo_emulator) -> None:
+    from nebo_core import BudgetPolicy, BudgetTracker, NeboClient
+
+    with NeboClient(
+        api_key=nebo_emulator.token,
+        base_url=nebo_emulator.base_url,
+        tracker=BudgetTracker(),
+        policy=BudgetPolicy(),
+    ) as client:
+        result = client.embed("hello")
+    assert len(result.vectors) == 1
+    assert len(result.vectors[0]) == 1536
+    assert len(nebo_emulator.ledger) == 1

@@ -232,3 +232,29 @@ def test_default_tracker_is_one_object() -> None:
         th.join()
     assert all(t is default_tracker() for t in results)
     assert isinstance(default_tracker(), BudgetTracker)
+
+
+def test_snapshots_and_thresholds_are_kept_per_account() -> None:
+    tracker = BudgetTracker()
+    fired: list[tuple[str | None, str]] = []
+    tracker.add_threshold_listener(
+        0.5, lambda w, f, s: fired.append((s.account, w.name)), windows=("session",)
+    )
+    a = BudgetSnapshot(session=WindowState("session", 100, 10), observed_at=T0, account="a")
+    b = BudgetSnapshot(
+        session=WindowState("session", 100, 90), observed_at=T0 + timedelta(seconds=1), account="b"
+    )
+    tracker.observe(a)
+    tracker.observe(b)  # newer overall, but it must not replace account a's snapshot
+    assert tracker.snapshot_for("a") is a
+    assert tracker.snapshot_for("b") is b
+    assert tracker.snapshot is b
+    a2 = BudgetSnapshot(
+        session=WindowState("session", 100, 5), observed_at=T0 + timedelta(seconds=2), account="a"
+    )
+    tracker.observe(a2)
+    b2 = BudgetSnapshot(
+        session=WindowState("session", 100, 20), observed_at=T0 + timedelta(seconds=3), account="b"
+    )
+    tracker.observe(b2)
+    assert fired == [("a", "session"), ("b", "session")]  # account b crossed on its own, once
