@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -46,6 +47,10 @@ class NeboClient(BaseClient):
         self._own_http = http_client is None
         self._http = http_client or httpx.Client(limits=_LIMITS, timeout=self.settings.timeout)
         self._sleep = sleep
+        if self._own_http:
+            # A client dropped without close() (e.g. inside a framework model) still closes its
+            # sockets instead of leaving them to the garbage collector's ResourceWarning.
+            weakref.finalize(self, self._http.close)
 
     def __enter__(self) -> NeboClient:
         return self

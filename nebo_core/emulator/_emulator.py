@@ -199,8 +199,9 @@ def serve(host: str = "127.0.0.1", port: int = 8080, **kwargs: Any) -> None:
     emulator = NeboEmulator(host=host, port=port, **kwargs)
     with emulator:
         print(f"Nebo emulator listening on {emulator.base_url}", flush=True)
-        print(f"NEBO_BASE_URL={emulator.base_url}", flush=True)
-        print(f"NEBO_API_KEY={emulator.token}", flush=True)
+        # Shell lines, so `eval "$(nebo emulator | head -3 | tail -2)"` or a copy-paste works.
+        print(f"export NEBO_BASE_URL={emulator.base_url}", flush=True)
+        print(f"export NEBO_API_KEY={emulator.token}", flush=True)
         print("Press Ctrl-C to stop.", flush=True)
         try:
             while True:

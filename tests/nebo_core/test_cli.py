@@ -217,8 +217,8 @@ def test_emulator_command_serves_until_interrupted() -> None:
         printed = {}
         for _ in range(4):
             line = proc.stdout.readline()
-            if "=" in line:
-                key, value = line.strip().split("=", 1)
+            if line.startswith("export "):
+                key, value = line.strip().removeprefix("export ").split("=", 1)
                 printed[key] = value
         assert printed["NEBO_BASE_URL"].startswith("http://127.0.0.1:")
         from nebo_core.client import NeboClient

@@ -218,7 +218,7 @@ def test_serve_prints_url_and_token_and_stops_on_ctrl_c() -> None:
         token = ""
         for _ in range(3):
             line = proc.stdout.readline()
-            if line.startswith("NEBO_API_KEY="):
+            if line.startswith("export NEBO_API_KEY="):
                 token = line.split("=", 1)[1].strip()
         assert base_url.startswith("http://127.0.0.1:")
         with httpx.Client(verify=TLS) as c:
