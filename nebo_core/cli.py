@@ -4,12 +4,13 @@
 and returns an exit code. Every ``NeboError`` becomes one ``error:`` line and one ``hint:``
 line on stderr (no traceback unless ``--debug``), with an exit code per error class, and the
 token is scrubbed from anything printed. Rendering lives in :mod:`nebo_core._cli_render`,
-the demo in :mod:`nebo_core._demo`.
+the demo in :mod:`nebo_demo` (which needs both frameworks).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import logging
 import os
@@ -194,8 +195,21 @@ def _cmd_emulator(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK
 
 
+def _importable(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
 def _cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
-    from nebo_core._demo import run_demo
+    missing = [name for name in ("langchain", "langchain_core", "llama_index.core") if not _importable(name)]
+    if missing:
+        raise NeboConfigurationError(
+            f"`nebo demo` needs LangChain and LlamaIndex ({', '.join(missing)} missing): "
+            "pip install 'nebo-integrations[langchain,llama-index]'"
+        )
+    from nebo_demo import run_demo
 
     try:
         return run_demo(api_key=args.api_key, base_url=args.base_url, out=out, ascii=_ascii(out))

@@ -6,9 +6,9 @@ from contextlib import ExitStack
 
 import pytest
 
-from nebo_core import _demo
 from nebo_core.cli import EXIT_AUTH, main
 from nebo_core.emulator import NeboEmulator
+from nebo_demo import _demo
 
 
 @pytest.fixture(autouse=True)
@@ -85,3 +85,23 @@ def test_bundled_corpus_is_small_and_distinct() -> None:
     assert [name for name, _ in docs] == sorted(name for name, _ in docs)
     assert 5 <= len(docs) <= 10
     assert all(0 < len(text) < 2000 for _, text in docs)
+
+
+def test_demo_without_the_frameworks_is_one_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('langchain', 'langchain_core', 'llama_index'):\n"
+        "            raise ImportError(f'No module named {name!r}', name=name)\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "from nebo_core.cli import main\n"
+        "sys.exit(main(['demo']))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "pip install 'nebo-integrations[langchain,llama-index]'" in done.stderr
+    assert "Traceback" not in done.stderr

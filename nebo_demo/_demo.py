@@ -26,7 +26,7 @@ from nebo_core.errors import NeboBudgetExhausted
 from nebo_core.settings import DEFAULT_BASE_URL, ENV_API_KEY, ENV_BASE_URL
 from nebo_core.tracker import BudgetTracker
 
-CORPUS_DIR = Path(__file__).with_name("_demo_corpus")
+CORPUS_DIR = Path(__file__).with_name("corpus")
 QUESTIONS = (
     "How long do I have to ask for a refund on a monthly plan?",
     "How many requests per minute does the API allow on the Team plan?",
