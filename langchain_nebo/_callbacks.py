@@ -30,38 +30,14 @@ from langchain_core.outputs import LLMResult
 
 from langchain_nebo._errors import budget_cap_error
 from nebo_core.budget import UsageRecord
-from nebo_core.tracker import BudgetTracker, default_tracker
+from nebo_core.tracker import BudgetTracker, Totals, default_tracker
 
 _ERRORED_KEEP = 256
 """How many errored runs a handler remembers, awaiting a late partial record."""
 
 
-@dataclass(eq=False)
-class Tally:
-    """Calls, tokens and exact cost for one model, one kind, or everything."""
-
-    calls: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    total_tokens: int = 0
-    cost_micro: int = 0
-    unknown_cost_calls: int = 0
-    """Calls whose cost is unknown: ``cost_micro`` undercounts by these."""
-
-    def add(self, prompt: int | None, completion: int | None, total: int | None, cost: int | None) -> None:
-        self.calls += 1
-        self.prompt_tokens += prompt or 0
-        self.completion_tokens += completion or 0
-        self.total_tokens += total if total is not None else (prompt or 0) + (completion or 0)
-        if cost is None:
-            self.unknown_cost_calls += 1
-        else:
-            self.cost_micro += cost
-
-    @property
-    def cost_dollars(self) -> float:
-        """:attr:`cost_micro` in dollars."""
-        return self.cost_micro / 1_000_000
+Tally = Totals
+"""Calls, tokens and exact cost for one model, one kind, or everything (``nebo_core``'s ``Totals``)."""
 
 
 @dataclass(eq=False)
@@ -75,8 +51,8 @@ class _Ledger:
 
     def add(self, model: str, prompt: Any, completion: Any, total: Any, cost: Any, snap: Any) -> None:
         with self._lock:
-            self.total.add(prompt, completion, total, cost)
-            self.by_model.setdefault(model, Tally()).add(prompt, completion, total, cost)
+            self.total.add_counts(prompt, completion, total, cost)
+            self.by_model.setdefault(model, Tally()).add_counts(prompt, completion, total, cost)
             if snap is not None:
                 self.snapshot = snap
 
@@ -249,7 +225,7 @@ class NeboUsage(_Ledger):
             snap,
         )
         with self._lock:
-            self.by_kind.setdefault(record.kind, Tally()).add(
+            self.by_kind.setdefault(record.kind, Tally()).add_counts(
                 record.prompt_tokens, record.completion_tokens, record.total_tokens, record.cost_micro
             )
 

@@ -11,7 +11,7 @@ import logging
 import threading
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from nebo_core.budget import BudgetSnapshot, UsageRecord, WindowState
@@ -32,15 +32,26 @@ class Totals:
     cost_micro: int = 0
     unknown_cost_calls: int = 0
     """Calls whose cost could not be known: :attr:`cost_micro` undercounts by these."""
+    total_tokens: int = 0
 
     def add(self, record: UsageRecord) -> None:
+        """Count one call's record."""
+        self.add_counts(
+            record.prompt_tokens, record.completion_tokens, record.total_tokens, record.cost_micro
+        )
+
+    def add_counts(
+        self, prompt: int | None, completion: int | None, total: int | None, cost: int | None
+    ) -> None:
+        """Count one call from its numbers (``None``: not reported)."""
         self.calls += 1
-        self.prompt_tokens += record.prompt_tokens or 0
-        self.completion_tokens += record.completion_tokens or 0
-        if record.cost_micro is None:
+        self.prompt_tokens += prompt or 0
+        self.completion_tokens += completion or 0
+        self.total_tokens += total if total is not None else (prompt or 0) + (completion or 0)
+        if cost is None:
             self.unknown_cost_calls += 1
         else:
-            self.cost_micro += record.cost_micro
+            self.cost_micro += cost
 
     @property
     def cost_dollars(self) -> float:
@@ -48,9 +59,7 @@ class Totals:
         return self.cost_micro / 1_000_000
 
     def copy(self) -> Totals:
-        return Totals(
-            self.calls, self.prompt_tokens, self.completion_tokens, self.cost_micro, self.unknown_cost_calls
-        )
+        return replace(self)
 
 
 @dataclass
