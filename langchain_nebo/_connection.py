@@ -106,6 +106,11 @@ class NeboConnection(BaseModel):
             self._settings = self._resolve()
             self._client = self._aclient = self._aloop = None
 
+    @property
+    def account(self) -> str:
+        """This model's ``nebo_core`` account id (a hash of URL and key): whose budget it spends."""
+        return self._settings.account
+
     def _core_kwargs(self) -> dict[str, Any]:
         return {"settings": self._settings, "tracker": self.tracker, "policy": self.policy}
 

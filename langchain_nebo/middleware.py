@@ -77,6 +77,7 @@ class NeboBudgetMiddleware(AgentMiddleware[NeboBudgetState, Any, Any]):
         exit_behavior: ExitBehavior = "end",
         model: str = "auto",
         scope: str | None = None,
+        account: str | None = None,
         sleep: Callable[[float], None] = time.sleep,
         asleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
@@ -89,13 +90,16 @@ class NeboBudgetMiddleware(AgentMiddleware[NeboBudgetState, Any, Any]):
         self.model = model
         """The model name assumed before the first call shows the agent's own."""
         self.scope = scope
+        self.account = account
+        """Whose Nebo budget to check (``ChatNebo.account``); learnt from the agent's model on its
+        first call when not given (until then, the freshest snapshot of any account)."""
         self._sleep = sleep
         self._asleep = asleep
 
     # -- pure steps -----------------------------------------------------------------------
 
     def _plan(self, state: NeboBudgetState, step: int) -> CallPlan:
-        return CallPlan("chat", self.model, self.scope, step)
+        return CallPlan("chat", self.model, self.scope, step, account=self.account)
 
     def _outcome(self, state: NeboBudgetState, decision: Decision) -> dict[str, Any] | None:
         if decision.action == "refuse":
@@ -111,6 +115,9 @@ class NeboBudgetMiddleware(AgentMiddleware[NeboBudgetState, Any, Any]):
         current = _model_name(request.model)
         if current is not None and self.model == "auto":
             self.model = current
+        account = getattr(request.model, "account", None)
+        if self.account is None and isinstance(account, str):
+            self.account = account
         chosen = request.state.get("nebo_model")
         if chosen and current is not None and chosen != current:
             return request.override(model=request.model.model_copy(update={"model_name": chosen}))

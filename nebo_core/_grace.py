@@ -28,6 +28,8 @@ class SyncGrace:
         self._response = response
         self._grace = GRACE_S if grace is None else grace
         self._timer: threading.Timer | None = None
+        self._lock = threading.Lock()
+        self._over = False
         self.fired = False
 
     def arm(self) -> None:
@@ -38,7 +40,13 @@ class SyncGrace:
             self._timer.start()
 
     def _cut(self) -> None:
-        self.fired = True
+        with self._lock:  # never cut a connection the stream has already handed back to the pool
+            if self._over:
+                return
+            self.fired = True
+            self._cut_now()
+
+    def _cut_now(self) -> None:
         sock = _socket_of(self._response)
         if sock is not None:
             with contextlib.suppress(OSError):
@@ -48,7 +56,9 @@ class SyncGrace:
                 self._response.close()
 
     def cancel(self) -> None:
-        """The stream ended in time: stop the timer."""
+        """The stream ended: stop the timer, and wait out a cut already in progress."""
+        with self._lock:
+            self._over = True
         if self._timer is not None:
             self._timer.cancel()
 

@@ -79,15 +79,19 @@ UNKNOWN_RESET_TRUST_S = 60.0
 
 
 def exhausted_error(snapshot: BudgetSnapshot, now: datetime | None = None) -> NeboBudgetExhausted | None:
-    """The budget error a call would get now, judging by a snapshot (``None`` if it may go)."""
+    """The budget error a call would get now, judging by a snapshot (``None`` if it may go).
+
+    ``now`` is the server's time (ours corrected by the snapshot's clock skew, the default)."""
     if not snapshot.exhausted:
         return None
     window = snapshot.exhausted_window
     assert window is not None
-    now = now or datetime.now(timezone.utc)
+    skew = snapshot.clock_skew()
+    now = now or datetime.now(timezone.utc) + timedelta(seconds=skew)
     if window.reset_at is not None and window.reset_at <= now:
         return None  # the window has rolled since this snapshot: let the server say
-    if window.reset_at is None and (now - snapshot.observed_at).total_seconds() > UNKNOWN_RESET_TRUST_S:
+    age = (now - snapshot.observed_at).total_seconds() - skew  # `now` is server time; observed_at ours
+    if window.reset_at is None and age > UNKNOWN_RESET_TRUST_S:
         return None  # no reset time and an old report: ask the server again rather than block forever
     when = f"; it resets at {window.reset_at.isoformat()}" if window.reset_at else ""
     return NeboBudgetExhausted(

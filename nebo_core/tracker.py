@@ -22,7 +22,7 @@ ThresholdCallback = Callable[[WindowState, float, BudgetSnapshot], None]
 RecordCallback = Callable[[UsageRecord], None]
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Totals:
     """Calls, tokens and spend for one model, one kind, or everything."""
 

@@ -139,3 +139,22 @@ def test_readme_middleware_example_runs(
     exec(compile(readme_block("budget-middleware"), "README-budgets-middleware", "exec"), {})
     spent = capsys.readouterr().out.split()[0]
     assert int(spent) == emu.ledger_total_micro() > 0
+
+
+def test_middleware_checks_its_own_accounts_budget(emu: NeboEmulator) -> None:
+    from datetime import datetime, timedelta, timezone
+
+    from nebo_core.budget import BudgetSnapshot, WindowState
+
+    tracker = BudgetTracker()
+    policy = BudgetPolicy()
+    model = ChatNebo(api_key=emu.token, base_url=emu.base_url, tracker=tracker, policy=policy)
+    reset = datetime.now(timezone.utc) + timedelta(hours=1)
+    empty = WindowState("session", 100, 0, reset)
+    mw = NeboBudgetMiddleware(policy, tracker=tracker, account=model.account)
+    tracker.observe(BudgetSnapshot(session=empty, account="someone-else"))
+    result = create_agent(model, tools=[], middleware=[mw]).invoke(ASK)
+    assert not result["messages"][-1].content.startswith("Stopped")  # another key's empty window
+    policy.store.publish(BudgetSnapshot(session=empty, account=model.account))
+    result = create_agent(model, tools=[], middleware=[mw]).invoke(ASK)
+    assert result["messages"][-1].content.startswith("Stopped")  # its own, published by another worker

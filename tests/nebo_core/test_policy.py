@@ -357,3 +357,21 @@ def test_readme_redis_example_runs(
     monkeypatch.setenv("REDIS_URL", redis_url)
     exec(compile(readme_block("budget-redis"), "README-budgets-redis", "exec"), {})
     assert int(capsys.readouterr().out.strip()) == emu.ledger_total_micro() > 0
+
+
+@pytest.mark.parametrize("skew_s", [-600.0, 0.0, 600.0])
+def test_unknown_reset_refusal_lasts_a_minute_whatever_the_server_clock(skew_s: float) -> None:
+    from datetime import datetime, timedelta, timezone
+
+    from nebo_core.budget import BudgetSnapshot, WindowState
+    from nebo_core.policy import exhausted_error
+
+    seen = datetime.now(timezone.utc)
+    snap = BudgetSnapshot(
+        session=WindowState("session", 100, 0, None),
+        observed_at=seen,
+        server_date=seen + timedelta(seconds=skew_s),
+    )
+    server_now = seen + timedelta(seconds=skew_s)
+    assert exhausted_error(snap, server_now + timedelta(seconds=30)) is not None
+    assert exhausted_error(snap, server_now + timedelta(seconds=90)) is None

@@ -215,3 +215,24 @@ def test_openai_client_stops_after_the_grace_when_the_server_holds_on(
     texts = [c.choices[0].delta.content for c in stream if c.choices and c.choices[0].delta.content]
     assert texts == ["Hi"]
     assert time.monotonic() - started < 5
+
+
+def test_a_cancelled_grace_never_cuts_the_connection() -> None:
+    class Response:
+        extensions: dict[str, Any] = {}
+        closed = False
+
+        def close(self) -> None:
+            self.closed = True
+
+    response = Response()
+    grace = _grace.SyncGrace(response, grace=60)
+    grace.arm()
+    grace.cancel()
+    grace._cut()  # a timer thread that was already running when the stream ended
+    assert response.closed is False
+    assert grace.fired is False
+    late = _grace.SyncGrace(response, grace=60)
+    late._cut()  # the stream did not end in time: the connection is cut
+    assert response.closed is True
+    assert late.fired is True
