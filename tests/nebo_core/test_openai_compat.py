@@ -605,3 +605,11 @@ def test_emulator_budget_429_is_not_retried(nebo_emulator: Any) -> None:
     with pytest.raises(openai.RateLimitError):
         client.chat.completions.create(model="auto", messages=[{"role": "user", "content": "hi"}])
     assert nebo_emulator.requests - before == 1
+
+
+def test_transport_matches_the_installed_sdks_http_library() -> None:
+    # `make test-sdk2` runs this module on openai 2.x (httpx); the main venv on 3.x (httpx2).
+    expected = "httpx" if int(openai.__version__.split(".")[0]) < 3 else "httpx2"
+    assert hx.__name__ == expected
+    transport = openai_client(api_key=TOKEN)._client._transport
+    assert isinstance(transport, hx.BaseTransport)
