@@ -151,6 +151,26 @@ class NeboClients:
         return entry[1]
 
 
+def connect(
+    cls: type[Any],
+    kwargs: dict[str, Any],
+    *,
+    base_url: str | None,
+    api_base: str | None,
+    **connection: Any,
+) -> tuple[NeboClients, dict[str, Any]]:
+    """What ``Nebo`` and ``NeboEmbedding`` do first: check their keywords, resolve the settings,
+    and return the clients plus the pydantic fields (the resolved URL, timeout, retries)."""
+    reject_unknown(cls, kwargs)
+    if base_url and api_base and base_url.rstrip("/") != api_base.rstrip("/"):
+        raise NeboConfigurationError(
+            f"base_url={base_url!r} and api_base={api_base!r} disagree; pass only one"
+        )
+    clients = NeboClients(base_url=base_url or api_base, **connection)
+    s = clients.settings
+    return clients, {"base_url": s.base_url, "timeout": s.timeout, "max_retries": s.max_retries, **kwargs}
+
+
 def reject_unknown(cls: type[Any], kwargs: dict[str, Any]) -> None:
     """Fail loudly on a keyword the component does not know (pydantic would silently drop it)."""
     unknown = sorted(k for k in kwargs if k not in cls.model_fields)

@@ -14,7 +14,7 @@ from typing import Any
 from llama_index.core.base.embeddings.base import BaseEmbedding, Embedding
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
 
-from llama_index_nebo._clients import NeboClients, publish, reject_unknown, restore_state
+from llama_index_nebo._clients import NeboClients, connect, publish, restore_state
 from nebo_core import AsyncNeboClient, BudgetPolicy, BudgetTracker, EmbeddingResult, NeboClient, get_model
 from nebo_core.models import DEFAULT_EMBEDDING_MODEL, embedding_models
 from nebo_core.settings import DEFAULT_BASE_URL, DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT
@@ -80,13 +80,13 @@ class NeboEmbedding(BaseEmbedding):
         async_client: AsyncNeboClient | None = None,
         **kwargs: Any,
     ) -> None:
-        from llama_index_nebo._llm import _base_url
-
-        reject_unknown(type(self), kwargs)
         _check_model(model_name, kwargs.get("dimensions"))
-        clients = NeboClients(
+        clients, fields = connect(
+            type(self),
+            kwargs,
+            base_url=base_url,
+            api_base=api_base,
             api_key=api_key,
-            base_url=_base_url(base_url, api_base),
             timeout=timeout,
             max_retries=max_retries,
             provider_api_key=provider_api_key,
@@ -95,14 +95,7 @@ class NeboEmbedding(BaseEmbedding):
             client=client,
             async_client=async_client,
         )
-        settings = clients.settings
-        super().__init__(  # type: ignore[call-arg]
-            model_name=model_name,
-            base_url=settings.base_url,
-            timeout=settings.timeout,
-            max_retries=settings.max_retries,
-            **kwargs,
-        )
+        super().__init__(model_name=model_name, **fields)  # type: ignore[call-arg]
         self._clients = clients
 
     @classmethod

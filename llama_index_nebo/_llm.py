@@ -35,7 +35,7 @@ from llama_index.core.llms.llm import ToolSelection
 from llama_index.core.types import Model
 
 from llama_index_nebo import _convert as conv
-from llama_index_nebo._clients import NeboClients, publish, reject_unknown, restore_state
+from llama_index_nebo._clients import NeboClients, connect, publish, restore_state
 from nebo_core import (
     AsyncChatStream,
     AsyncNeboClient,
@@ -55,12 +55,6 @@ if TYPE_CHECKING:
 
 # LlamaIndex passes these through **kwargs; they steer the adapter, not the request body.
 _NOT_BODY = frozenset({"tool_required", "verbose", "allow_parallel_tool_calls", "formatted"})
-
-
-def _base_url(base_url: str | None, api_base: str | None) -> str | None:
-    if base_url and api_base and base_url.rstrip("/") != api_base.rstrip("/"):
-        raise ValueError(f"base_url={base_url!r} and api_base={api_base!r} disagree; pass only one")
-    return base_url or api_base
 
 
 class Nebo(FunctionCallingLLM):
@@ -107,10 +101,12 @@ class Nebo(FunctionCallingLLM):
         async_client: AsyncNeboClient | None = None,
         **kwargs: Any,
     ) -> None:
-        reject_unknown(type(self), kwargs)
-        clients = NeboClients(
+        clients, fields = connect(
+            type(self),
+            kwargs,
+            base_url=base_url,
+            api_base=api_base,
             api_key=api_key,
-            base_url=_base_url(base_url, api_base),
             timeout=timeout,
             max_retries=max_retries,
             provider_api_key=provider_api_key,
@@ -119,14 +115,7 @@ class Nebo(FunctionCallingLLM):
             client=client,
             async_client=async_client,
         )
-        settings = clients.settings
-        super().__init__(
-            model=model,
-            base_url=settings.base_url,
-            timeout=settings.timeout,
-            max_retries=settings.max_retries,
-            **kwargs,
-        )
+        super().__init__(model=model, **fields)
         self._clients = clients
 
     @classmethod

@@ -118,7 +118,7 @@ def test_api_base_alias_and_env(emu: NeboEmulator, monkeypatch: pytest.MonkeyPat
     llm = Nebo()
     assert llm.base_url == emu.base_url
     assert "30 days" in (llm.complete(QUESTION).text)
-    with pytest.raises(ValueError, match="disagree"):
+    with pytest.raises(NeboConfigurationError, match="disagree"):
         Nebo(api_key=emu.token, base_url=emu.base_url, api_base="https://janus.neboloop.com/v1")
 
 
