@@ -56,6 +56,18 @@ class _Ledger:
             if snap is not None:
                 self.snapshot = snap
 
+    def add_record(self, record: UsageRecord) -> None:
+        """Count one ``nebo_core`` usage record (by the model it was routed to)."""
+        snap = record.snapshot.to_dict() if record.snapshot is not None else None
+        self.add(
+            record.model or record.requested_model,
+            record.prompt_tokens,
+            record.completion_tokens,
+            record.total_tokens,
+            record.cost_micro,
+            snap,
+        )
+
     @property
     def total_cost_micro(self) -> int:
         """Exact spend in microdollars (calls of unknown cost excluded; see ``unknown_cost_calls``)."""
@@ -186,15 +198,7 @@ class NeboBudgetCallbackHandler(BaseCallbackHandler, _Ledger):
             elif self._errored.pop(run_id, 0) is not None:
                 return
             self.partial_calls += 1
-        snap = record.snapshot.to_dict() if record.snapshot is not None else None
-        self.add(
-            record.model or record.requested_model,
-            record.prompt_tokens,
-            record.completion_tokens,
-            record.total_tokens,
-            record.cost_micro,
-            snap,
-        )
+        self.add_record(record)
 
 
 # --- get_nebo_callback -----------------------------------------------------------------------
@@ -214,16 +218,8 @@ class NeboUsage(_Ledger):
         )
 
     def add_record(self, record: UsageRecord) -> None:
-        """Count one core usage record."""
-        snap = record.snapshot.to_dict() if record.snapshot is not None else None
-        self.add(
-            record.model or record.requested_model,
-            record.prompt_tokens,
-            record.completion_tokens,
-            record.total_tokens,
-            record.cost_micro,
-            snap,
-        )
+        """Count one core usage record, also by kind (chat, embedding)."""
+        super().add_record(record)
         with self._lock:
             self.by_kind.setdefault(record.kind, Tally()).add_counts(
                 record.prompt_tokens, record.completion_tokens, record.total_tokens, record.cost_micro
