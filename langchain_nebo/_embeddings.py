@@ -17,7 +17,7 @@ from langchain_nebo._connection import NeboConnection
 from langchain_nebo._errors import translate
 from nebo_core._base import MAX_EMBEDDING_BATCH
 from nebo_core.errors import NeboError
-from nebo_core.models import DEFAULT_EMBEDDING_MODEL
+from nebo_core.models import DEFAULT_EMBEDDING_MODEL, check_embedding_model
 
 
 class NeboEmbeddings(NeboConnection, Embeddings):
@@ -38,8 +38,7 @@ class NeboEmbeddings(NeboConnection, Embeddings):
             raise ValueError(
                 f"chunk_size must be <= {MAX_EMBEDDING_BATCH} (Nebo's limit), got {self.chunk_size}"
             )
-        if self.dimensions is not None and self.dimensions < 1:
-            raise ValueError(f"dimensions must be >= 1, got {self.dimensions}")
+        check_embedding_model(self.model, self.dimensions)
         return self
 
     def _kwargs(self) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from llama_index.core.bridge.pydantic import Field, PrivateAttr
 
 from llama_index_nebo._clients import NeboClients, connect, publish, restore_state
 from nebo_core import AsyncNeboClient, BudgetPolicy, BudgetTracker, EmbeddingResult, NeboClient, get_model
-from nebo_core.models import DEFAULT_EMBEDDING_MODEL, embedding_models
+from nebo_core.models import DEFAULT_EMBEDDING_MODEL, check_embedding_model, embedding_models
 from nebo_core.settings import DEFAULT_BASE_URL, DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT
 
 logger = logging.getLogger("llama_index_nebo")
@@ -26,19 +26,13 @@ MIN_SPLIT = 128
 
 
 def _check_model(model_name: str, dimensions: int | None) -> None:
-    spec = get_model(model_name)
-    if spec is None:
+    if check_embedding_model(model_name, dimensions) is None:
         names = ", ".join(m.id for m in embedding_models())
         logger.warning(
             "NeboEmbedding: unknown embedding model %r (known: %s); sending it as given, dimension is None",
             model_name,
             names,
         )
-    if spec is not None and spec.kind != "embedding":
-        names = ", ".join(m.id for m in embedding_models())
-        raise ValueError(f"{model_name!r} is a chat model, not an embedding model; use one of: {names}")
-    if dimensions is not None and (dimensions < 1 or (spec is not None and not spec.supports_dimensions)):
-        raise ValueError(f"dimensions={dimensions!r} is not valid for {model_name!r}")
 
 
 class NeboEmbedding(BaseEmbedding):

@@ -20,8 +20,8 @@ import httpx
 
 from nebo_core import wire
 from nebo_core.budget import BudgetSnapshot, CallKind, UsageRecord
-from nebo_core.errors import NeboBadRequestError, NeboConnectionError, NeboError, NeboUpstreamError
-from nebo_core.models import DEFAULT_EMBEDDING_MODEL, get_model
+from nebo_core.errors import NeboConfigurationError, NeboConnectionError, NeboError, NeboUpstreamError
+from nebo_core.models import DEFAULT_EMBEDDING_MODEL, check_embedding_model
 from nebo_core.policy import BudgetPolicy, CallPlan, Decision
 from nebo_core.retry import RetryPolicy
 from nebo_core.settings import NeboSettings, Secret
@@ -117,7 +117,7 @@ def batches(texts: Sequence[str] | str, size: int) -> list[tuple[int, list[str]]
     if isinstance(texts, str):
         texts = [texts]  # not one text per character
     if size < 1:
-        raise NeboBadRequestError(f"embedding batch size must be >= 1, got {size}")
+        raise NeboConfigurationError(f"embedding batch size must be >= 1, got {size}")
     size = min(size, MAX_EMBEDDING_BATCH)
     return [(i, list(texts[i : i + size])) for i in range(0, len(texts), size)]
 
@@ -336,10 +336,8 @@ class BaseClient:
             "input": [t if t else " " for t in texts],
             "encoding_format": encoding_format,
         }
+        check_embedding_model(body["model"], dimensions)
         if dimensions is not None:
-            spec = get_model(body["model"])
-            if spec is not None and not spec.supports_dimensions:
-                raise NeboBadRequestError(f"model {body['model']!r} does not accept dimensions=")
             body["dimensions"] = dimensions
         return body
 

@@ -199,6 +199,27 @@ def chat_models() -> tuple[ModelSpec, ...]:
     return tuple(m for m in MODELS if m.kind == "chat")
 
 
+def check_embedding_model(name: str, dimensions: int | None = None) -> ModelSpec | None:
+    """The spec of an embedding model, after checking ``dimensions`` fits it; ``None`` for a model
+    the table does not know (sent as given: Nebo may serve models newer than this table)."""
+    from nebo_core.errors import NeboConfigurationError
+
+    spec = get_model(name)
+    if spec is not None and spec.kind != "embedding":
+        names = ", ".join(m.id for m in embedding_models())
+        raise NeboConfigurationError(f"{name!r} is a chat model, not an embedding model; use one of: {names}")
+    if dimensions is None:
+        return spec
+    if isinstance(dimensions, bool) or not isinstance(dimensions, int) or dimensions < 1:
+        raise NeboConfigurationError(f"dimensions must be a whole number >= 1, got {dimensions!r}")
+    if spec is not None and (not spec.supports_dimensions or dimensions > (spec.dimensions or 0)):
+        raise NeboConfigurationError(
+            f"dimensions={dimensions} is not valid for {name!r}: it returns up to {spec.dimensions} "
+            "and accepts shorter vectors only where the model supports it"
+        )
+    return spec
+
+
 def embedding_models() -> tuple[ModelSpec, ...]:
     """Every embedding model in the table, in table order."""
     return tuple(m for m in MODELS if m.kind == "embedding")

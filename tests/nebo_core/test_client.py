@@ -624,3 +624,15 @@ def test_embed_takes_one_string_as_one_text(nebo_emulator) -> None:
     assert len(result.vectors) == 1
     assert len(result.vectors[0]) == 1536
     assert len(nebo_emulator.ledger) == 1
+
+
+def test_embedding_arguments_fail_before_any_request(nb: SimpleNamespace) -> None:
+    from nebo_core.errors import NeboConfigurationError
+
+    fake = nb.FakeNebo()
+    client = nb.client(fake)
+    with pytest.raises(NeboConfigurationError, match="batch size must be >= 1"):
+        client.embed(["a"], batch_size=0)
+    with pytest.raises(NeboConfigurationError, match="it returns up to 1536"):
+        client.embed(["a"], dimensions=5000)
+    assert fake.requests == []
