@@ -14,6 +14,7 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -92,3 +93,30 @@ def readme_block() -> Callable[[str], str]:
         return blocks[name]
 
     return get
+
+
+@pytest.fixture
+def run_example(
+    readme_block: Callable[[str], str], monkeypatch: pytest.MonkeyPatch
+) -> Callable[..., tuple[dict[str, Any], str]]:
+    """Run a README example against an emulator as a reader would: ``NEBO_*`` set, stdout captured.
+
+    ``run_example(name, emu, **env)`` returns the example's globals and what it printed."""
+    import contextlib
+    import io
+
+    def run(name: str, emu: Any, **env: str) -> tuple[dict[str, Any], str]:
+        monkeypatch.setenv("NEBO_API_KEY", emu.token)
+        monkeypatch.setenv("NEBO_BASE_URL", emu.base_url)
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        namespace: dict[str, Any] = {}
+        out = io.StringIO()
+        try:
+            with contextlib.redirect_stdout(out):
+                exec(compile(readme_block(name), f"README:{name}", "exec"), namespace)
+        finally:
+            run.namespace = namespace  # type: ignore[attr-defined]  # for cleanup after a failure
+        return namespace, out.getvalue()
+
+    return run

@@ -3,32 +3,16 @@ budget examples are run, with stronger assertions, next to the code they show)."
 
 from __future__ import annotations
 
-import contextlib
-import io
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from nebo_core.emulator import NeboEmulator
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
-@pytest.fixture
-def env(nebo_emulator: NeboEmulator, monkeypatch: pytest.MonkeyPatch) -> NeboEmulator:
-    monkeypatch.setenv("NEBO_API_KEY", nebo_emulator.token)
-    monkeypatch.setenv("NEBO_BASE_URL", nebo_emulator.base_url)
-    return nebo_emulator
-
-
-def _run(code: str) -> tuple[dict[str, Any], str]:
-    namespace: dict[str, Any] = {}
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        exec(compile(code, "README", "exec"), namespace)
-    return namespace, out.getvalue()
+Run = Callable[..., tuple[dict[str, Any], str]]
 
 
 def test_every_python_example_is_tagged_and_tagged_once() -> None:
@@ -38,8 +22,9 @@ def test_every_python_example_is_tagged_and_tagged_once() -> None:
     assert len(tags) == len(set(tags))
 
 
-def test_core_example(env: NeboEmulator, readme_block: Callable[[str], str]) -> None:
-    namespace, out = _run(readme_block("core"))
+def test_core_example(nebo_emulator: NeboEmulator, run_example: Run) -> None:
+    env = nebo_emulator
+    namespace, out = run_example("core", env)
     first = out.splitlines()[0].split()
     assert first[-3] == env.ledger[0].model
     assert int(first[-2]) == env.ledger[0].cost_micro
@@ -47,21 +32,23 @@ def test_core_example(env: NeboEmulator, readme_block: Callable[[str], str]) -> 
     assert out.splitlines()[-1] == f"2 {namespace['client'].tracker.totals().total.cost_micro}"
 
 
-def test_openai_sdk_example(env: NeboEmulator, readme_block: Callable[[str], str]) -> None:
+def test_openai_sdk_example(nebo_emulator: NeboEmulator, run_example: Run) -> None:
     from nebo_core import default_tracker
 
-    _, out = _run(readme_block("openai-sdk"))
+    env = nebo_emulator
+    _, out = run_example("openai-sdk", env)
     snapshot = default_tracker().snapshot
     assert snapshot is not None
     assert out.strip().endswith(str(snapshot.session.remaining_micro))
     assert len(env.ledger) == 1
 
 
-def test_emulator_examples(readme_block: Callable[[str], str]) -> None:
-    namespace, out = _run(readme_block("emulator"))
+def test_emulator_examples(nebo_emulator: NeboEmulator, run_example: Run) -> None:
+    # These examples start emulators of their own; the fixture's only sets NEBO_* around them.
+    _, out = run_example("emulator", nebo_emulator)
     assert "Paris" in out
     assert int(out.strip().splitlines()[-1]) > 0
-    fixture_ns, _ = _run(readme_block("emulator-fixture"))
+    fixture_ns, _ = run_example("emulator-fixture", nebo_emulator)
     with NeboEmulator() as emu:
         fixture_ns["test_my_chain"](emu)
         assert len(emu.ledger) == 1

@@ -130,14 +130,9 @@ def test_bad_exit_behavior_is_refused() -> None:
 
 def test_readme_middleware_example_runs(
     emu: NeboEmulator,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-    readme_block: Callable[[str], str],
+    run_example: Callable[..., tuple[dict[str, Any], str]],
 ) -> None:
-    monkeypatch.setenv("NEBO_API_KEY", emu.token)
-    monkeypatch.setenv("NEBO_BASE_URL", emu.base_url)
-    exec(compile(readme_block("budget-middleware"), "README-budgets-middleware", "exec"), {})
-    spent = capsys.readouterr().out.split()[0]
+    spent = run_example("budget-middleware", emu)[1].split()[0]
     assert int(spent) == emu.ledger_total_micro() > 0
 
 

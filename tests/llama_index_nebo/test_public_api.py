@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
-import pytest
 from llama_index.core import Settings
 
 import llama_index_nebo
@@ -30,22 +28,15 @@ def test_all_is_pinned() -> None:
 
 def test_readme_quickstart_runs_as_written(
     emu: NeboEmulator,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-    readme_block: Callable[[str], str],
+    run_example: Callable[..., tuple[dict[str, object], str]],
 ) -> None:
-    monkeypatch.setenv("NEBO_API_KEY", emu.token)
-    monkeypatch.setenv("NEBO_BASE_URL", emu.base_url)
-    monkeypatch.chdir(Path(__file__).resolve().parents[2])
     saved = (Settings._llm, Settings._embed_model)
-    namespace: dict[str, object] = {}
     try:
-        exec(compile(readme_block("llamaindex-quickstart"), "README-quickstart", "exec"), namespace)
+        _, out = run_example("llamaindex-quickstart", emu)
     finally:
         Settings._llm, Settings._embed_model = saved
-        budget = namespace.get("budget")
+        budget = run_example.namespace.get("budget")  # type: ignore[attr-defined]
         if isinstance(budget, llama_index_nebo.NeboBudgetEventHandler):
             budget.detach()
-    out = capsys.readouterr().out
     assert "30 days" in out
     assert f"spent ${emu.ledger_total_micro() / 1_000_000:.6f} in {len(emu.ledger)} calls" in out

@@ -329,14 +329,9 @@ def test_store_snapshot_from_another_process_refuses_up_front() -> None:
 
 def test_readme_policy_example_runs(
     emu: NeboEmulator,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-    readme_block: Callable[[str], str],
+    run_example: Callable[..., tuple[dict[str, Any], str]],
 ) -> None:
-    monkeypatch.setenv("NEBO_API_KEY", emu.token)
-    monkeypatch.setenv("NEBO_BASE_URL", emu.base_url)
-    exec(compile(readme_block("budget-policy"), "README-budgets-policy", "exec"), {})
-    lines = capsys.readouterr().out.splitlines()
+    lines = run_example("budget-policy", emu)[1].splitlines()
     model, spent, remaining = lines[0].split()
     assert model == "gpt-5.2"
     assert int(spent) == emu.ledger[0].cost_micro == 500_000 - int(remaining)
@@ -348,15 +343,10 @@ def test_readme_policy_example_runs(
 def test_readme_redis_example_runs(
     emu: NeboEmulator,
     redis_url: str,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-    readme_block: Callable[[str], str],
+    run_example: Callable[..., tuple[dict[str, Any], str]],
 ) -> None:
-    monkeypatch.setenv("NEBO_API_KEY", emu.token)
-    monkeypatch.setenv("NEBO_BASE_URL", emu.base_url)
-    monkeypatch.setenv("REDIS_URL", redis_url)
-    exec(compile(readme_block("budget-redis"), "README-budgets-redis", "exec"), {})
-    assert int(capsys.readouterr().out.strip()) == emu.ledger_total_micro() > 0
+    out = run_example("budget-redis", emu, REDIS_URL=redis_url)[1]
+    assert int(out.strip()) == emu.ledger_total_micro() > 0
 
 
 @pytest.mark.parametrize("skew_s", [-600.0, 0.0, 600.0])
