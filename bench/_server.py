@@ -23,10 +23,10 @@ def main() -> None:
     parser.add_argument("--strict-openai", action="store_true")
     args = parser.parse_args()
 
-    from nebo_core.emulator import NeboEmulator
+    from nebo_emulator import NeboEmulator
 
     if args.memo_embeddings:
-        from nebo_core.emulator import _app
+        from nebo_emulator import _app
 
         _app.embed = functools.lru_cache(maxsize=None)(_app.embed)  # type: ignore[attr-defined]
         encode = _app.encode_base64  # type: ignore[attr-defined]

@@ -20,11 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from nebo_core import _cli_render as render
 from nebo_core.budget import UsageRecord
 from nebo_core.errors import NeboBudgetExhausted
 from nebo_core.settings import DEFAULT_BASE_URL, ENV_API_KEY, ENV_BASE_URL
 from nebo_core.tracker import BudgetTracker
+from nebo_demo import render
 
 CORPUS_DIR = Path(__file__).with_name("corpus")
 QUESTIONS = (
@@ -222,7 +222,7 @@ def _connection(
             None,
             f"Running against the Nebo API at {url} ({ENV_API_KEY} is set).",
         )
-    from nebo_core.emulator import NeboEmulator
+    from nebo_emulator import NeboEmulator
 
     emu = stack.enter_context(NeboEmulator())
     note = (

@@ -6,9 +6,9 @@ from contextlib import ExitStack
 
 import pytest
 
-from nebo_core.cli import EXIT_AUTH, main
-from nebo_core.emulator import NeboEmulator
+from nebo_cli._main import EXIT_AUTH, main
 from nebo_demo import _demo
+from nebo_emulator import NeboEmulator
 
 
 @pytest.fixture(autouse=True)
@@ -98,7 +98,7 @@ def test_demo_without_the_frameworks_is_one_clear_error(capsys: pytest.CaptureFi
         "        if name.split('.')[0] in ('langchain', 'langchain_core', 'llama_index'):\n"
         "            raise ImportError(f'No module named {name!r}', name=name)\n"
         "sys.meta_path.insert(0, Block())\n"
-        "from nebo_core.cli import main\n"
+        "from nebo_cli import main\n"
         "sys.exit(main(['demo']))\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

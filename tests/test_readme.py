@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from nebo_core.emulator import NeboEmulator
+from nebo_emulator import NeboEmulator
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 

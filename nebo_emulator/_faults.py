@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from nebo_core.emulator._errors import ApiError, usage_limit_exceeded
+from nebo_emulator._errors import ApiError, usage_limit_exceeded
 
 FAULT_DEFAULTS: Mapping[str, Mapping[str, Any]] = {
     "500": {},

@@ -16,7 +16,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from nebo_core.emulator._app import App, HttpRequest, Reply
+from nebo_emulator._app import App, HttpRequest, Reply
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from nebo_core.emulator import NeboEmulator
+    from nebo_emulator import NeboEmulator
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -32,7 +32,7 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.fixture
 def nebo_emulator_factory() -> Iterator[Callable[..., NeboEmulator]]:
     """A function that starts a ``NeboEmulator(**kwargs)``; every one it starts is stopped afterwards."""
-    from nebo_core.emulator import NeboEmulator
+    from nebo_emulator import NeboEmulator
 
     started: list[NeboEmulator] = []
 

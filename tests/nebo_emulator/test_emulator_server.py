@@ -15,7 +15,7 @@ from email.utils import parsedate_to_datetime
 import httpx
 import pytest
 
-from nebo_core.emulator import NeboEmulator
+from nebo_emulator import NeboEmulator
 
 BUDGET_HEADERS = [
     "x-ratelimit-session-limit-credits",
@@ -209,7 +209,7 @@ def test_concurrent_streams_are_served_in_parallel(nebo_emulator: NeboEmulator) 
 
 
 def test_serve_prints_url_and_token_and_stops_on_ctrl_c() -> None:
-    code = "from nebo_core.emulator import serve; serve(port=0)"
+    code = "from nebo_emulator import serve; serve(port=0)"
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None

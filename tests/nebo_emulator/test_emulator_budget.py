@@ -9,8 +9,8 @@ from datetime import datetime, timedelta, timezone
 import httpx
 import pytest
 
-from nebo_core.emulator import EmulatorClock, NeboEmulator
 from nebo_core.models import get_model
+from nebo_emulator import EmulatorClock, NeboEmulator
 
 TLS = ssl.create_default_context()
 Factory = Callable[..., NeboEmulator]

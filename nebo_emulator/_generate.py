@@ -17,9 +17,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from nebo_core.emulator._requests import ChatRequest, image_count, message_text
-from nebo_core.emulator._schema import Source, build
-from nebo_core.emulator._text import (
+from nebo_emulator._requests import ChatRequest, image_count, message_text
+from nebo_emulator._schema import Source, build
+from nebo_emulator._text import (
     STOPWORDS,
     apply_stop,
     best_sentences,

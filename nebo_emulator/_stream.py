@@ -17,9 +17,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from nebo_core.emulator._generate import Choice, Generation
-from nebo_core.emulator._responses import usage
-from nebo_core.emulator._text import count_tokens, split_pieces
+from nebo_emulator._generate import Choice, Generation
+from nebo_emulator._responses import usage
+from nebo_emulator._text import count_tokens, split_pieces
 
 DONE = "[DONE]"
 

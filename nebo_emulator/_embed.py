@@ -18,7 +18,7 @@ import re
 import struct
 from collections.abc import Sequence
 
-from nebo_core.emulator._text import STOPWORDS, count_tokens
+from nebo_emulator._text import STOPWORDS, count_tokens
 
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 _WORD_WEIGHT = 1.0

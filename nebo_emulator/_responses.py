@@ -12,10 +12,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from nebo_core.emulator._accounting import BudgetView, seconds_until
-from nebo_core.emulator._clock import rfc3339
-from nebo_core.emulator._generate import Choice, Generation
 from nebo_core.models import MODELS, ModelSpec
+from nebo_emulator._accounting import BudgetView, seconds_until
+from nebo_emulator._clock import rfc3339
+from nebo_emulator._generate import Choice, Generation
 
 MODELS_CREATED = 1712100000
 

@@ -11,8 +11,8 @@ from collections.abc import Callable, Mapping
 import httpx
 import pytest
 
-from nebo_core.emulator import NeboEmulator
-from nebo_core.emulator._embed import embed
+from nebo_emulator import NeboEmulator
+from nebo_emulator._embed import embed
 
 TLS = ssl.create_default_context()
 Factory = Callable[..., NeboEmulator]

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
-from nebo_core.emulator import NeboEmulator
+from nebo_emulator import NeboEmulator
 
 TLS = ssl.create_default_context()
 

@@ -3,8 +3,8 @@
 ``main(argv)`` parses arguments with argparse, runs one subcommand over :class:`NeboClient`
 and returns an exit code. Every ``NeboError`` becomes one ``error:`` line and one ``hint:``
 line on stderr (no traceback unless ``--debug``), with an exit code per error class, and the
-token is scrubbed from anything printed. Rendering lives in :mod:`nebo_core._cli_render`,
-the demo in :mod:`nebo_demo` (which needs both frameworks).
+token is scrubbed from anything printed. Rendering lives in :mod:`nebo_demo.render`,
+the demo in :mod:`nebo_demo` (which needs both frameworks, so it is imported only by ``nebo demo``).
 """
 
 from __future__ import annotations
@@ -20,8 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from nebo_core import _cli_render as render
-from nebo_core._version import __version__
+from nebo_core import __version__
 from nebo_core.errors import (
     NeboAuthenticationError,
     NeboBadRequestError,
@@ -34,6 +33,7 @@ from nebo_core.errors import (
     NeboUpstreamError,
 )
 from nebo_core.settings import DEFAULT_BASE_URL, ENV_API_KEY, ENV_BASE_URL
+from nebo_demo import render
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -189,7 +189,7 @@ def _cmd_chat(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _cmd_emulator(args: argparse.Namespace, out: TextIO) -> int:
-    from nebo_core.emulator import serve
+    from nebo_emulator import serve
 
     serve(host=args.host, port=args.port)
     return EXIT_OK
@@ -316,7 +316,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(_scrub(f"error: unexpected {type(exc).__name__}: {exc}", secret), file=sys.stderr)
         print("hint: rerun with --debug for the traceback, and please report it", file=sys.stderr)
         return EXIT_ERROR
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

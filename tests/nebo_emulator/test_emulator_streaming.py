@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from nebo_core.emulator import NeboEmulator
+from nebo_emulator import NeboEmulator
 
 TLS = ssl.create_default_context()
 WEATHER = {

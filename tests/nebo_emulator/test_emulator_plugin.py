@@ -10,8 +10,8 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-import nebo_core.emulator
-from nebo_core.emulator import NeboEmulator
+import nebo_emulator
+from nebo_emulator import NeboEmulator
 
 TLS = ssl.create_default_context()
 Factory = Callable[..., NeboEmulator]
@@ -47,9 +47,9 @@ def test_factory_starts_several_and_stops_them(nebo_emulator_factory: Factory) -
 def test_imports_stay_light() -> None:
     """The plugin (loaded in every pytest run) pulls in nothing; the emulator only the standard library."""
     code = (
-        "import sys, nebo_core.pytest_plugin; "
-        "print(sorted(m for m in sys.modules if m.startswith('nebo_core.emulator'))); "
-        "import nebo_core.emulator; "
+        "import sys, nebo_emulator.pytest_plugin; "
+        "print(sorted(m for m in sys.modules if m.startswith('nebo_emulator._'))); "
+        "from nebo_emulator import NeboEmulator; "
         "print(sorted({m.split('.')[0] for m in sys.modules} & "
         "{'httpx', 'httpx2', 'openai', 'pydantic', 'langchain_core', 'llama_index'}))"
     )
@@ -58,7 +58,7 @@ def test_imports_stay_light() -> None:
 
 
 def test_public_names_are_pinned() -> None:
-    assert nebo_core.emulator.__all__ == [
+    assert nebo_emulator.__all__ == [
         "FAULT_KINDS",
         "BudgetView",
         "Clock",

@@ -13,10 +13,10 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from nebo_core import _cli_render as render
+from nebo_cli._main import EXIT_AUTH, EXIT_BUDGET, EXIT_CONFIG, EXIT_CONNECTION, build_parser, main
 from nebo_core.budget import BudgetSnapshot, WindowState
-from nebo_core.cli import EXIT_AUTH, EXIT_BUDGET, EXIT_CONFIG, EXIT_CONNECTION, build_parser, main
-from nebo_core.emulator import NeboEmulator
+from nebo_demo import render
+from nebo_emulator import NeboEmulator
 
 COMMANDS = ["usage", "models", "chat", "emulator", "demo"]
 
@@ -206,7 +206,7 @@ def test_debug_shows_the_traceback(capsys) -> None:
 def test_emulator_command_serves_until_interrupted() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("NEBO_")}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "nebo_core.cli", "emulator", "--port", "0"],
+        [sys.executable, "-m", "nebo_cli", "emulator", "--port", "0"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

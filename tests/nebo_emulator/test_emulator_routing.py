@@ -7,8 +7,8 @@ import ssl
 import httpx
 import pytest
 
-from nebo_core.emulator import NeboEmulator
-from nebo_core.emulator._routing import complexity, route
+from nebo_emulator import NeboEmulator
+from nebo_emulator._routing import complexity, route
 
 TLS = ssl.create_default_context()
 LONG = "The quarterly report covers revenue, churn and hiring in every region. " * 40

@@ -10,9 +10,9 @@ from typing import Any
 import httpx
 import pytest
 
-from nebo_core.emulator import NeboEmulator
-from nebo_core.emulator._generate import generate
-from nebo_core.emulator._requests import parse_chat
+from nebo_emulator import NeboEmulator
+from nebo_emulator._generate import generate
+from nebo_emulator._requests import parse_chat
 
 TLS = ssl.create_default_context()
 Factory = Callable[..., NeboEmulator]

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 import openai
 import pytest
 
-from nebo_core.emulator import NeboEmulator
+from nebo_emulator import NeboEmulator
 
 Factory = Callable[..., NeboEmulator]
 

@@ -14,12 +14,12 @@ from collections.abc import Iterable
 from types import TracebackType
 from typing import Any
 
-from nebo_core.emulator._accounting import Accountant, LedgerEntry
-from nebo_core.emulator._app import App, AppConfig
-from nebo_core.emulator._auth import DEFAULT_EMAIL, DEFAULT_SUB, FAR_FUTURE_EXP, make_jwt
-from nebo_core.emulator._clock import Clock, EmulatorClock
-from nebo_core.emulator._faults import Fault, FaultQueue
-from nebo_core.emulator._http import HttpServer
+from nebo_emulator._accounting import Accountant, LedgerEntry
+from nebo_emulator._app import App, AppConfig
+from nebo_emulator._auth import DEFAULT_EMAIL, DEFAULT_SUB, FAR_FUTURE_EXP, make_jwt
+from nebo_emulator._clock import Clock, EmulatorClock
+from nebo_emulator._faults import Fault, FaultQueue
+from nebo_emulator._http import HttpServer
 
 
 class NeboEmulator:

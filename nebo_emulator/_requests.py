@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from nebo_core.emulator._errors import ApiError, bad_request, missing
+from nebo_emulator._errors import ApiError, bad_request, missing
 
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 

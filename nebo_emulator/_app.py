@@ -17,12 +17,13 @@ from email.utils import format_datetime
 from typing import Any
 from urllib.parse import unquote
 
-from nebo_core.emulator._accounting import Accountant, BudgetView, Charged, Endpoint, UsageLimitExceeded
-from nebo_core.emulator._auth import AuthFailure, Caller, authenticate
-from nebo_core.emulator._clock import Clock
-from nebo_core.emulator._embed import embed, encode_base64, input_tokens
-from nebo_core.emulator._errors import ApiError, bad_request, model_not_found, usage_limit_exceeded
-from nebo_core.emulator._faults import (
+from nebo_core.models import get_model
+from nebo_emulator._accounting import Accountant, BudgetView, Charged, Endpoint, UsageLimitExceeded
+from nebo_emulator._auth import AuthFailure, Caller, authenticate
+from nebo_emulator._clock import Clock
+from nebo_emulator._embed import embed, encode_base64, input_tokens
+from nebo_emulator._errors import ApiError, bad_request, model_not_found, usage_limit_exceeded
+from nebo_emulator._faults import (
     GARBLED_HEADERS,
     MALFORMED_JSON,
     Fault,
@@ -30,9 +31,9 @@ from nebo_core.emulator._faults import (
     immediate_error,
     stream_error_event,
 )
-from nebo_core.emulator._generate import generate, prompt_text
-from nebo_core.emulator._requests import parse_chat, parse_embedding
-from nebo_core.emulator._responses import (
+from nebo_emulator._generate import generate, prompt_text
+from nebo_emulator._requests import parse_chat, parse_embedding
+from nebo_emulator._responses import (
     budget_headers,
     completion_body,
     embedding_body,
@@ -40,9 +41,8 @@ from nebo_core.emulator._responses import (
     models_body,
     usage_body,
 )
-from nebo_core.emulator._routing import route
-from nebo_core.emulator._stream import StreamEvent, stream_events
-from nebo_core.models import get_model
+from nebo_emulator._routing import route
+from nebo_emulator._stream import StreamEvent, stream_events
 
 JSON_TYPE = "application/json"
 SSE_HEADERS = [("Content-Type", "text/event-stream; charset=utf-8"), ("Cache-Control", "no-cache")]

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from nebo_core.emulator import FAULT_KINDS, NeboEmulator
+from nebo_emulator import FAULT_KINDS, NeboEmulator
 
 TLS = ssl.create_default_context()
 Factory = Callable[..., NeboEmulator]

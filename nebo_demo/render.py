@@ -1,8 +1,9 @@
-"""Plain-text rendering for the ``nebo`` command: bars, tables, money and durations.
+"""Plain-text rendering for the ``nebo`` command and the demo: bars, tables, money and durations.
 
 Pure functions from core data (``UsageReport``, ``BudgetSnapshot``, ``ModelInfo``,
 ``UsageRecord``, ``TrackerTotals``) to strings, so the CLI and the demo print the same
-thing and tests can check the text without a terminal. No dependency beyond the stdlib;
+thing and tests can check the text without a terminal. No dependency beyond the stdlib and
+``nebo_core`` (no framework, so the CLI imports it without the extras);
 ``ascii=True`` swaps the block characters for ``#`` and ``.`` on terminals without UTF-8.
 """
 
