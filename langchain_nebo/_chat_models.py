@@ -28,9 +28,7 @@ from langchain_nebo._callbacks import active_sinks, deliver_partial
 from langchain_nebo._connection import NeboConnection
 from langchain_nebo._errors import translate
 from langchain_nebo._structured import structured_output
-from nebo_core import wire
-from nebo_core._streams import AsyncChatStream, ChatStream
-from nebo_core.errors import NeboError
+from nebo_core import AsyncChatStream, ChatStream, NeboError, wire
 
 _LC_ONLY = ("ls_structured_output_format", "structured_output_format", "stream")
 _CALL_OPTIONS = ("timeout", "max_retries", "scope")
@@ -184,9 +182,9 @@ class ChatNebo(NeboConnection, BaseChatModel):
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
         body, options, stream_usage = self._body(messages, stop, kwargs)
-        stream = self._sync_client().stream_chat(body, **options)
-        sinks, finished = active_sinks(), False
+        sinks, finished, stream = active_sinks(), False, None
         try:
+            stream = self._sync_client().stream_chat(body, **options)
             with stream:
                 for raw in stream:
                     chunk = _convert.chunk_from_delta(raw)
@@ -197,7 +195,7 @@ class ChatNebo(NeboConnection, BaseChatModel):
         except NeboError as err:
             raise translate(err) from err
         finally:
-            if not finished:
+            if not finished and stream is not None:
                 # Closed early or broken: hand what the core recorded to the budget handlers.
                 stream.close()
                 deliver_partial(sinks, stream.usage)
@@ -230,9 +228,9 @@ class ChatNebo(NeboConnection, BaseChatModel):
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
         body, options, stream_usage = self._body(messages, stop, kwargs)
-        stream = self._async_client().stream_chat(body, **options)
-        sinks, finished = active_sinks(), False
+        sinks, finished, stream = active_sinks(), False, None
         try:
+            stream = await self._async_client().stream_chat(body, **options)
             async with stream:
                 async for raw in stream:
                     chunk = _convert.chunk_from_delta(raw)
@@ -243,7 +241,7 @@ class ChatNebo(NeboConnection, BaseChatModel):
         except NeboError as err:
             raise translate(err) from err
         finally:
-            if not finished:
+            if not finished and stream is not None:
                 await stream.aclose()
                 deliver_partial(sinks, stream.usage)
 

@@ -1,15 +1,13 @@
 """Connection settings shared by ``ChatNebo`` and ``NeboEmbeddings``, and their cached core clients.
 
 Settings are resolved once, at construction, through ``nebo_core.NeboSettings`` (so a bad
-key or URL fails early with a message naming the fix). The ``nebo_core`` clients are built
-lazily on first use and cached: per call, the adapter pays a dict build and nothing more.
-An async client is tied to the event loop it was made in, so a new loop gets a new one.
+key or URL fails early with a message naming the fix). The clients live in one
+``nebo_core.NeboProvider`` (built with the settings): the sync client on first use, one async
+client per event loop, each closed with its loop. Per call, the adapter pays a dict build.
 """
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,12 +16,8 @@ from langchain_core.utils import from_env, secret_from_env
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr
 from typing_extensions import Self
 
-from nebo_core.client import AsyncNeboClient, NeboClient
-from nebo_core.policy import BudgetPolicy
-from nebo_core.settings import NeboSettings
-from nebo_core.tracker import BudgetTracker
+from nebo_core import AsyncNeboClient, BudgetPolicy, BudgetTracker, NeboClient, NeboProvider, NeboSettings
 
-_lock = threading.Lock()
 _CONNECTION_FIELDS = {
     "api_key",
     "base_url",
@@ -68,16 +62,24 @@ class NeboConnection(BaseModel):
     """Your own ``httpx.Client`` (proxies, certificates, test transports)."""
     http_async_client: httpx.AsyncClient | None = Field(default=None, exclude=True)
 
-    _settings: NeboSettings = PrivateAttr()
-    _client: NeboClient | None = PrivateAttr(default=None)
-    _aclient: AsyncNeboClient | None = PrivateAttr(default=None)
-    _aloop: Any = PrivateAttr(default=None)
+    _provider: NeboProvider = PrivateAttr()
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         # Resolved here, not in a pydantic validator, so a bad key or URL surfaces as the typed
         # NeboConfigurationError (a validator would wrap it in pydantic's ValidationError).
-        self._settings = self._resolve()
+        self._provider = self._connect()
+
+    def _connect(self) -> NeboProvider:
+        provider = NeboProvider(
+            settings=self._resolve(),
+            tracker=self.tracker,
+            policy=self.policy,
+            http_client=self.http_client,
+            http_async_client=self.http_async_client,
+        )
+        _hook(provider.tracker)
+        return provider
 
     def _resolve(self) -> NeboSettings:
         return NeboSettings.resolve(
@@ -103,35 +105,18 @@ class NeboConnection(BaseModel):
     def _refresh(self, changed: set[str]) -> None:
         """Rebuild what depends on changed fields (pydantic's ``model_copy`` runs no validator)."""
         if changed & _CONNECTION_FIELDS:
-            self._settings = self._resolve()
-            self._client = self._aclient = self._aloop = None
+            self._provider = self._connect()
 
     @property
     def account(self) -> str:
         """This model's ``nebo_core`` account id (a hash of URL and key): whose budget it spends."""
-        return self._settings.account
-
-    def _core_kwargs(self) -> dict[str, Any]:
-        return {"settings": self._settings, "tracker": self.tracker, "policy": self.policy}
+        return self._provider.account
 
     def _sync_client(self) -> NeboClient:
-        client = self._client
-        if client is None:
-            with _lock:
-                if self._client is None:
-                    self._client = NeboClient(http_client=self.http_client, **self._core_kwargs())
-                    _hook(self._client.tracker)
-                client = self._client
-        return client
+        return self._provider.sync
 
     def _async_client(self) -> AsyncNeboClient:
-        loop = asyncio.get_running_loop()
-        client = self._aclient
-        if client is None or (self._aloop is not loop and self.http_async_client is None):
-            client = AsyncNeboClient(http_client=self.http_async_client, **self._core_kwargs())
-            _hook(client.tracker)
-            self._aclient, self._aloop = client, loop
-        return client
+        return self._provider.aio()
 
 
 def _hook(tracker: BudgetTracker) -> None:

@@ -15,8 +15,7 @@ from typing_extensions import Self
 
 from langchain_nebo._connection import NeboConnection
 from langchain_nebo._errors import translate
-from nebo_core._base import MAX_EMBEDDING_BATCH
-from nebo_core.errors import NeboError
+from nebo_core import MAX_EMBEDDING_BATCH, NeboError
 from nebo_core.models import DEFAULT_EMBEDDING_MODEL, check_embedding_model
 
 

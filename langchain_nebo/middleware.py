@@ -28,9 +28,8 @@ from langgraph.runtime import Runtime
 from langgraph.types import Command
 from typing_extensions import NotRequired
 
-from nebo_core._base import default_policy
 from nebo_core.errors import NeboBudgetExhausted, NeboConfigurationError
-from nebo_core.policy import BudgetPolicy, CallPlan, Decision
+from nebo_core.policy import BudgetPolicy, CallPlan, Decision, Refuse, Wait, default_policy
 from nebo_core.tracker import BudgetTracker, default_tracker
 
 ExitBehavior = Literal["end", "raise"]
@@ -102,8 +101,7 @@ class NeboBudgetMiddleware(AgentMiddleware[NeboBudgetState, Any, Any]):
         return CallPlan("chat", self.model, self.scope, step, account=self.account)
 
     def _outcome(self, state: NeboBudgetState, decision: Decision) -> dict[str, Any] | None:
-        if decision.action == "refuse":
-            assert decision.error is not None
+        if isinstance(decision, Refuse):
             if self.exit_behavior == "raise":
                 raise decision.error
             text = f"Stopped: the Nebo budget does not allow another model call. {decision.error.message}"
@@ -142,8 +140,8 @@ class NeboBudgetMiddleware(AgentMiddleware[NeboBudgetState, Any, Any]):
         """Ask the policy; wait, switch model, end the run or raise."""
         step = 0
         decision = self.policy.check(self._plan(state, step), self.tracker)
-        while decision.action == "wait" and step < self.policy.max_steps:
-            self._sleep(decision.wait_s)
+        while isinstance(decision, Wait):  # past max_steps the policy refuses: the loop ends
+            self._sleep(decision.seconds)
             step += 1
             decision = self.policy.check(self._plan(state, step), self.tracker)
         return self._outcome(state, decision)
@@ -152,11 +150,11 @@ class NeboBudgetMiddleware(AgentMiddleware[NeboBudgetState, Any, Any]):
     async def abefore_model(self, state: NeboBudgetState, runtime: Runtime[Any]) -> dict[str, Any] | None:
         """The async twin of :meth:`before_model` (waits with ``asyncio.sleep``: cancellable)."""
         step = 0
-        decision = self.policy.check(self._plan(state, step), self.tracker)
-        while decision.action == "wait" and step < self.policy.max_steps:
-            await self._asleep(decision.wait_s)
+        decision = await self.policy.acheck(self._plan(state, step), self.tracker)
+        while isinstance(decision, Wait):  # past max_steps the policy refuses: the loop ends
+            await self._asleep(decision.seconds)
             step += 1
-            decision = self.policy.check(self._plan(state, step), self.tracker)
+            decision = await self.policy.acheck(self._plan(state, step), self.tracker)
         return self._outcome(state, decision)
 
     def wrap_model_call(

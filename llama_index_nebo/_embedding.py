@@ -14,8 +14,16 @@ from typing import Any
 from llama_index.core.base.embeddings.base import BaseEmbedding, Embedding
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
 
-from llama_index_nebo._clients import NeboClients, connect, publish, restore_state
-from nebo_core import AsyncNeboClient, BudgetPolicy, BudgetTracker, EmbeddingResult, NeboClient, get_model
+from llama_index_nebo._clients import connect, publish, restore_state
+from nebo_core import (
+    AsyncNeboClient,
+    BudgetPolicy,
+    BudgetTracker,
+    EmbeddingResult,
+    NeboClient,
+    NeboProvider,
+    get_model,
+)
 from nebo_core.models import DEFAULT_EMBEDDING_MODEL, check_embedding_model, embedding_models
 from nebo_core.settings import DEFAULT_BASE_URL, DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT
 
@@ -56,7 +64,7 @@ class NeboEmbedding(BaseEmbedding):
     max_retries: int = Field(default=DEFAULT_MAX_RETRIES, description="Retries of transient failures.")
     scope: str | None = Field(default=None, description="Budget scope passed to the nebo_core policy.")
 
-    _clients: NeboClients = PrivateAttr()
+    _clients: NeboProvider = PrivateAttr()
 
     def __init__(
         self,

@@ -35,7 +35,7 @@ from llama_index.core.llms.llm import ToolSelection
 from llama_index.core.types import Model
 
 from llama_index_nebo import _convert as conv
-from llama_index_nebo._clients import NeboClients, connect, publish, restore_state
+from llama_index_nebo._clients import connect, publish, restore_state
 from nebo_core import (
     AsyncChatStream,
     AsyncNeboClient,
@@ -44,6 +44,7 @@ from nebo_core import (
     ChatCompletion,
     ChatStream,
     NeboClient,
+    NeboProvider,
     get_model,
 )
 from nebo_core.models import AUTO_CONTEXT_WINDOW, AUTO_MAX_OUTPUT, DEFAULT_CHAT_MODEL
@@ -83,7 +84,7 @@ class Nebo(FunctionCallingLLM):
     )
     scope: str | None = Field(default=None, description="Budget scope passed to the nebo_core policy.")
 
-    _clients: NeboClients = PrivateAttr()
+    _clients: NeboProvider = PrivateAttr()
 
     def __init__(
         self,
@@ -207,9 +208,9 @@ class Nebo(FunctionCallingLLM):
     def stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
         """Stream a chat completion; the last response carries usage and budget (delta ``""``)."""
         body, scope = self._body(messages, kwargs)
-        stream = self._clients.sync.stream_chat(body, scope=scope)
 
         def gen() -> Generator[ChatResponse, None, None]:
+            stream = self._clients.sync.stream_chat(body, scope=scope)
             try:
                 with stream:
                     for chunk in stream:
@@ -226,9 +227,9 @@ class Nebo(FunctionCallingLLM):
     async def astream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseAsyncGen:
         """Stream a chat completion (async)."""
         body, scope = self._body(messages, kwargs)
-        stream = self._clients.aio().stream_chat(body, scope=scope)
 
         async def gen() -> AsyncGenerator[ChatResponse, None]:
+            stream = await self._clients.aio().stream_chat(body, scope=scope)
             try:
                 async with stream:
                     async for chunk in stream:

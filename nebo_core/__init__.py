@@ -12,9 +12,8 @@ from typing import TYPE_CHECKING, Any
 from nebo_core._version import __version__
 
 if TYPE_CHECKING:
-    from nebo_core._base import ChatCompletion, EmbeddingResult, default_policy
-    from nebo_core._streams import AsyncChatStream, ChatStream
     from nebo_core.budget import BudgetSnapshot, UsageRecord, UsageReport, WindowState
+    from nebo_core.chat_stream import AsyncChatStream, ChatStream
     from nebo_core.client import AsyncNeboClient, NeboClient
     from nebo_core.errors import (
         NeboAuthenticationError,
@@ -27,23 +26,37 @@ if TYPE_CHECKING:
         NeboRateLimited,
         NeboStreamError,
         NeboStreamTruncated,
+        NeboTimeoutError,
         NeboUpstreamError,
     )
     from nebo_core.models import ModelSpec, get_model
     from nebo_core.openai_compat import async_openai_client, openai_client
-    from nebo_core.policy import BudgetPolicy, CallPlan, Decision
+    from nebo_core.embeddings import MAX_EMBEDDING_BATCH
+    from nebo_core.provider import NeboProvider
+    from nebo_core.policy import BudgetPolicy, CallPlan, Decision, Go, Refuse, Wait, default_policy
+    from nebo_core.results import ChatCompletion, EmbeddingResult
     from nebo_core.retry import RetryPolicy
     from nebo_core.settings import NeboSettings, Secret
-    from nebo_core.stream import StreamState
+    from nebo_core.sse import SSEDecoder, StreamState
     from nebo_core.tracker import BudgetTracker, TrackerTotals, default_tracker
+    from nebo_core.transport import AsyncNeboTransport, NeboTransport
     from nebo_core.wire import ModelInfo
 
 _EXPORTS = {
-    "ChatCompletion": "nebo_core._base",
-    "EmbeddingResult": "nebo_core._base",
-    "default_policy": "nebo_core._base",
-    "ChatStream": "nebo_core._streams",
-    "AsyncChatStream": "nebo_core._streams",
+    "ChatCompletion": "nebo_core.results",
+    "EmbeddingResult": "nebo_core.results",
+    "default_policy": "nebo_core.policy",
+    "ChatStream": "nebo_core.chat_stream",
+    "AsyncChatStream": "nebo_core.chat_stream",
+    "Go": "nebo_core.policy",
+    "Wait": "nebo_core.policy",
+    "Refuse": "nebo_core.policy",
+    "NeboTimeoutError": "nebo_core.errors",
+    "NeboTransport": "nebo_core.transport",
+    "NeboProvider": "nebo_core.provider",
+    "MAX_EMBEDDING_BATCH": "nebo_core.embeddings",
+    "AsyncNeboTransport": "nebo_core.transport",
+    "SSEDecoder": "nebo_core.sse",
     "BudgetSnapshot": "nebo_core.budget",
     "UsageRecord": "nebo_core.budget",
     "UsageReport": "nebo_core.budget",
@@ -71,7 +84,7 @@ _EXPORTS = {
     "RetryPolicy": "nebo_core.retry",
     "NeboSettings": "nebo_core.settings",
     "Secret": "nebo_core.settings",
-    "StreamState": "nebo_core.stream",
+    "StreamState": "nebo_core.sse",
     "BudgetTracker": "nebo_core.tracker",
     "TrackerTotals": "nebo_core.tracker",
     "default_tracker": "nebo_core.tracker",
@@ -79,8 +92,11 @@ _EXPORTS = {
 }
 
 __all__ = [
+    "MAX_EMBEDDING_BATCH",
+    "NeboProvider",
     "AsyncChatStream",
     "AsyncNeboClient",
+    "AsyncNeboTransport",
     "BudgetPolicy",
     "BudgetSnapshot",
     "BudgetTracker",
@@ -89,6 +105,7 @@ __all__ = [
     "ChatStream",
     "Decision",
     "EmbeddingResult",
+    "Go",
     "ModelInfo",
     "ModelSpec",
     "NeboAuthenticationError",
@@ -103,13 +120,18 @@ __all__ = [
     "NeboSettings",
     "NeboStreamError",
     "NeboStreamTruncated",
+    "NeboTimeoutError",
+    "NeboTransport",
     "NeboUpstreamError",
+    "Refuse",
     "RetryPolicy",
+    "SSEDecoder",
     "Secret",
     "StreamState",
     "TrackerTotals",
     "UsageRecord",
     "UsageReport",
+    "Wait",
     "WindowState",
     "__version__",
     "async_openai_client",

@@ -1,9 +1,11 @@
-"""``NeboClient`` and ``AsyncNeboClient``: Nebo over httpx, with one retry layer and budgets built in.
+"""``NeboClient`` and ``AsyncNeboClient``: typed façades over the exchange engine.
 
-Both clients share every decision with :class:`nebo_core._base.BaseClient`; the bodies here
-only send, sleep and await. Every response (errors and streams included) feeds the tracker,
-and every call runs under the budget policy: it may be refused before any request is sent,
-wait for a reset, or fall back to another model.
+They build request bodies and shape results; everything else (the budget gate, the one
+retry layer, header observation, status-to-error mapping, stream repair, usage records)
+happens in :mod:`nebo_core.exchange`, driven by :mod:`nebo_core.transport`. Requests are
+built by the ``httpx`` client (yours, if you pass ``http_client=``), so its headers, params,
+cookies and event hooks apply; the ``Authorization`` header always comes from the settings,
+and redirects are never followed (they would carry the token elsewhere).
 """
 
 from __future__ import annotations
@@ -12,25 +14,143 @@ import asyncio
 import contextvars
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 
-from nebo_core import wire
-from nebo_core._base import BaseClient, Batch, ChatCompletion, EmbeddingResult, Sent, batches, join_batches
-from nebo_core._streams import AsyncChatStream, ChatStream
-from nebo_core.budget import CallKind, UsageRecord, UsageReport
-from nebo_core.errors import NeboBudgetExhausted, NeboError
+from nebo_core import embeddings, wire
+from nebo_core.budget import CallKind, UsageReport
+from nebo_core.chat_stream import AsyncChatStream, ChatStream
+from nebo_core.embeddings import Batch
+from nebo_core.exchange import Call, Exchange, Send
 from nebo_core.models import DEFAULT_EMBEDDING_MODEL
-from nebo_core.policy import CallPlan, Decision
+from nebo_core.policy import BudgetPolicy, default_policy
+from nebo_core.results import ChatCompletion, EmbeddingResult
 from nebo_core.retry import RetryPolicy
+from nebo_core.settings import NeboSettings, Secret
+from nebo_core.tracker import BudgetTracker, default_tracker
+from nebo_core.transport import adrive, connect_timeout, drive
 
-T = TypeVar("T")
 _LIMITS = httpx.Limits(max_connections=64, max_keepalive_connections=16, keepalive_expiry=30.0)
 """Idle pooled connections go after 30 s: Nebo's load balancer reaps them at 60-120 s (nebo-api.md 11.9)."""
+
+
+class BaseClient:
+    """Settings, tracker, policy and every pure step of a call (bodies in, results out); no I/O."""
+
+    def __init__(
+        self,
+        *,
+        settings: NeboSettings | None = None,
+        api_key: str | Secret | None = None,
+        base_url: str | None = None,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+        provider_api_key: str | Secret | None = None,
+        bot_id: str | None = None,
+        lane: str | None = None,
+        purpose: str | None = None,
+        default_headers: Mapping[str, str] | None = None,
+        tracker: BudgetTracker | None = None,
+        policy: BudgetPolicy | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        if settings is None:
+            settings = NeboSettings.resolve(
+                api_key=api_key,
+                base_url=base_url,
+                timeout=timeout,
+                max_retries=max_retries,
+                provider_api_key=provider_api_key,
+                bot_id=bot_id,
+                lane=lane,
+                purpose=purpose,
+                default_headers=default_headers,
+            )
+        self.settings = settings
+        self.tracker = tracker if tracker is not None else default_tracker()
+        self.policy = policy if policy is not None else default_policy()
+        self.policy.attach(self.tracker)
+        self.retry = retry or RetryPolicy(max_retries=settings.max_retries)
+        self.account = settings.account
+        self._headers = wire.request_headers(settings)
+
+    def __repr__(self) -> str:
+        settings = self.__dict__.get("settings")
+        return f"{type(self).__name__}(base_url={settings.base_url if settings else None!r})"
+
+    # -- calls in -------------------------------------------------------------------------
+
+    def _exchange(
+        self,
+        method: str,
+        path: str,
+        body: Mapping[str, Any] | None = None,
+        kind: CallKind | None = None,
+        *,
+        stream: bool = False,
+        scope: str | None = None,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+    ) -> Exchange:
+        retry = None if max_retries is None else replace(self.retry, max_retries=max_retries)
+        call = Call(method, path, body, kind, stream=stream, scope=scope, timeout=timeout, retry=retry)
+        return Exchange(
+            call,
+            tracker=self.tracker,
+            policy=self.policy,
+            retry=self.retry,
+            account=self.account,
+            timeout=self.settings.timeout,
+        )
+
+    def _build(self, http: httpx.Client | httpx.AsyncClient, ex: Exchange, send: Send) -> httpx.Request:
+        headers = dict(self._headers)
+        if send.content is not None:
+            headers["Content-Type"] = "application/json"
+        if ex.call.stream:
+            headers["Accept"] = "text/event-stream"
+        total = send.timeout if send.timeout is not None else self.settings.timeout
+        return http.build_request(
+            ex.call.method,
+            self.settings.base_url + ex.call.path,
+            content=send.content,
+            headers=headers,
+            timeout=httpx.Timeout(total, connect=connect_timeout(total)),
+        )
+
+    # -- results out ----------------------------------------------------------------------
+
+    @staticmethod
+    def _chat(ex: Exchange) -> ChatCompletion:
+        result = ex.result
+        assert result is not None
+        assert result.record is not None
+        return ChatCompletion(result.data, result.record, result.snapshot, result.request_id)
+
+    @staticmethod
+    def _batch(ex: Exchange) -> Batch:
+        result = ex.result
+        assert result is not None
+        assert result.record is not None
+        return embeddings.vectors(result.data), result.data.get("model"), result.record
+
+    @staticmethod
+    def _embed_calls(
+        texts: Sequence[str] | str, model: str, dimensions: int | None, encoding_format: str, batch_size: int
+    ) -> list[dict[str, Any]]:
+        return [
+            embeddings.embedding_body(part, model, dimensions, encoding_format)
+            for _, part in embeddings.batches(texts, batch_size)
+        ]
+
+    @staticmethod
+    def _report(ex: Exchange) -> Any:
+        assert ex.result is not None
+        return ex.result.data
 
 
 class NeboClient(BaseClient):
@@ -48,8 +168,7 @@ class NeboClient(BaseClient):
         self._http = http_client or httpx.Client(limits=_LIMITS, timeout=self.settings.timeout)
         self._sleep = sleep
         if self._own_http:
-            # A client dropped without close() (e.g. inside a framework model) still closes its
-            # sockets instead of leaving them to the garbage collector's ResourceWarning.
+            # A client dropped without close() (e.g. inside a framework model) still closes its sockets.
             weakref.finalize(self, self._http.close)
 
     def __enter__(self) -> NeboClient:
@@ -63,71 +182,12 @@ class NeboClient(BaseClient):
         if self._own_http:
             self._http.close()
 
-    # -- drivers --------------------------------------------------------------------------
+    def _run(self, ex: Exchange) -> Any:
+        def open_(send: Send) -> httpx.Response:
+            request = self._build(self._http, ex, send)
+            return self._http.send(request, stream=True, follow_redirects=False, auth=None)
 
-    def _retrying(self, fn: Callable[[], T], retry: RetryPolicy) -> T:
-        attempt = 0
-        while True:
-            try:
-                return fn()
-            except NeboError as err:
-                delay = retry.delay(err, attempt)
-                if delay is None:
-                    raise
-                self._sleep(delay)
-                attempt += 1
-
-    def _governed(
-        self,
-        kind: CallKind,
-        model: str,
-        scope: str | None,
-        attempt: Callable[[str], tuple[T, UsageRecord | None]],
-        settle: bool = True,
-    ) -> tuple[T, Decision]:
-        plan = CallPlan(kind, model, scope, account=self.account)
-        decision = self._decide(plan)
-        while True:
-            if decision.action == "wait":
-                self._sleep(decision.wait_s)
-                plan = replace(plan, step=plan.step + 1)
-                decision = self._decide(plan, decision)
-                continue
-            if decision.action == "refuse":
-                assert decision.error is not None
-                raise decision.error
-            try:
-                result, record = attempt(decision.model)
-            except NeboBudgetExhausted as err:
-                self.policy.settle(decision, None)
-                plan = replace(plan, model=decision.model, step=plan.step + 1)
-                decision = self._decide(plan, decision, err)
-                continue
-            except BaseException:
-                self.policy.settle(decision, None)
-                raise
-            if settle:
-                self.policy.settle(decision, record)
-            return result, decision
-
-    def _governed_open(self, stream: ChatStream) -> Decision:
-        retry = self._retry_kw(stream._max_retries)
-
-        def attempt(model: str) -> tuple[None, None]:
-            self._retrying(lambda: stream._attempt(model), retry)
-            return None, None
-
-        return self._governed("chat", stream._requested, stream._scope, attempt, settle=False)[1]
-
-    def _send(self, request: httpx.Request, retry: RetryPolicy) -> Sent:
-        def once() -> Sent:
-            try:
-                response = self._http.send(request)
-            except httpx.TransportError as exc:
-                raise self._connection_error(exc) from exc
-            return self._received(response)
-
-        return self._retrying(once, retry)
+        return drive(ex, open_, self._sleep)
 
     # -- API ------------------------------------------------------------------------------
 
@@ -140,14 +200,11 @@ class NeboClient(BaseClient):
         max_retries: int | None = None,
     ) -> ChatCompletion:
         """One chat completion (``body`` is an OpenAI request body)."""
-        requested = str(body.get("model", "auto"))
-        retry = self._retry_kw(max_retries)
-
-        def attempt(model: str) -> tuple[ChatCompletion, UsageRecord]:
-            call = self._prepare_chat(body, model, requested, timeout, scope)
-            return self._finish_chat(call, self._send(call.request, retry))
-
-        return self._governed("chat", requested, scope, attempt)[0]
+        ex = self._exchange(
+            "POST", wire.CHAT_PATH, body, "chat", scope=scope, timeout=timeout, max_retries=max_retries
+        )
+        self._run(ex)
+        return self._chat(ex)
 
     def stream_chat(
         self,
@@ -157,24 +214,19 @@ class NeboClient(BaseClient):
         timeout: float | None = None,
         max_retries: int | None = None,
     ) -> ChatStream:
-        """A chat stream of standard OpenAI chunks; nothing is sent until you iterate."""
-        return ChatStream(self, body, scope, timeout, max_retries)
-
-    def _embed_one(
-        self,
-        texts: list[str],
-        model: str,
-        dimensions: int | None,
-        encoding_format: str,
-        scope: str | None,
-        timeout: float | None,
-        retry: RetryPolicy,
-    ) -> Batch:
-        def attempt(chosen: str) -> tuple[Batch, UsageRecord]:
-            call = self._prepare_embedding(texts, chosen, model, dimensions, encoding_format, timeout, scope)
-            return self._finish_embedding(call, self._send(call.request, retry))
-
-        return self._governed("embedding", model, scope, attempt)[0]
+        """Open a chat stream (sent now, read up to its first chunk); iterate for standard chunks."""
+        ex = self._exchange(
+            "POST",
+            wire.CHAT_PATH,
+            body,
+            "chat",
+            stream=True,
+            scope=scope,
+            timeout=timeout,
+            max_retries=max_retries,
+        )
+        response, lines = self._run(ex)
+        return ChatStream(ex, response, lines)
 
     def embed(
         self,
@@ -190,36 +242,49 @@ class NeboClient(BaseClient):
         max_retries: int | None = None,
     ) -> EmbeddingResult:
         """Embed ``texts`` in order, ``batch_size`` per request, up to ``concurrency`` requests at once."""
-        retry = self._retry_kw(max_retries)
-        parts = batches(texts, batch_size)
+        bodies = self._embed_calls(texts, model, dimensions, encoding_format, batch_size)
 
-        def run(part: tuple[int, list[str]]) -> Batch:
-            return self._embed_one(part[1], model, dimensions, encoding_format, scope, timeout, retry)
+        def run(body: dict[str, Any]) -> Batch:
+            ex = self._exchange(
+                "POST",
+                wire.EMBEDDINGS_PATH,
+                body,
+                "embedding",
+                scope=scope,
+                timeout=timeout,
+                max_retries=max_retries,
+            )
+            self._run(ex)
+            return self._batch(ex)
 
-        if len(parts) <= 1 or concurrency <= 1:
-            results = [run(p) for p in parts]
+        if len(bodies) <= 1 or concurrency <= 1:
+            results = [run(b) for b in bodies]
         else:
             # Each batch runs in the caller's context (a copy each), so ContextVar-scoped
             # usage collectors and tracing see the calls made in worker threads.
-            contexts = [contextvars.copy_context() for _ in parts]
-            with ThreadPoolExecutor(max_workers=min(concurrency, len(parts))) as pool:
-                results = list(pool.map(lambda c, p: c.run(run, p), contexts, parts))
-        return join_batches(results)
+            contexts = [contextvars.copy_context() for _ in bodies]
+            with ThreadPoolExecutor(max_workers=min(concurrency, len(bodies))) as pool:
+                results = list(pool.map(lambda c, b: c.run(run, b), contexts, bodies))
+        return embeddings.join_batches(results)
 
     def models(self) -> list[wire.ModelInfo]:
         """The models Nebo serves to this token."""
-        data = self._send(self._request("GET", wire.MODELS_PATH, None, None, False), self.retry)[0]
-        return wire.parse_models_body(data)
+        ex = self._exchange("GET", wire.MODELS_PATH)
+        self._run(ex)
+        return wire.parse_models_body(self._report(ex))
 
     def usage(self) -> UsageReport:
         """Budget and pools from ``GET /v1/usage``."""
-        data = self._send(self._request("GET", wire.USAGE_PATH, None, None, False), self.retry)[0]
-        report = wire.parse_usage_body(data)
-        return report
+        ex = self._exchange("GET", wire.USAGE_PATH)
+        self._run(ex)
+        return wire.parse_usage_body(self._report(ex))
 
 
 class AsyncNeboClient(BaseClient):
-    """Asynchronous Nebo client; the same API as :class:`NeboClient` with ``await``."""
+    """Asynchronous Nebo client; the same API as :class:`NeboClient` with ``await``.
+
+    Budget store calls are awaited too (``RedisBudgetStore`` uses ``redis.asyncio``), so a
+    call never blocks the event loop."""
 
     def __init__(
         self,
@@ -244,71 +309,12 @@ class AsyncNeboClient(BaseClient):
         if self._own_http:
             await self._http.aclose()
 
-    # -- drivers --------------------------------------------------------------------------
+    async def _run(self, ex: Exchange) -> Any:
+        async def open_(send: Send) -> httpx.Response:
+            request = self._build(self._http, ex, send)
+            return await self._http.send(request, stream=True, follow_redirects=False, auth=None)
 
-    async def _retrying(self, fn: Callable[[], Awaitable[T]], retry: RetryPolicy) -> T:
-        attempt = 0
-        while True:
-            try:
-                return await fn()
-            except NeboError as err:
-                delay = retry.delay(err, attempt)
-                if delay is None:
-                    raise
-                await self._sleep(delay)
-                attempt += 1
-
-    async def _governed(
-        self,
-        kind: CallKind,
-        model: str,
-        scope: str | None,
-        attempt: Callable[[str], Awaitable[tuple[T, UsageRecord | None]]],
-        settle: bool = True,
-    ) -> tuple[T, Decision]:
-        plan = CallPlan(kind, model, scope, account=self.account)
-        decision = self._decide(plan)
-        while True:
-            if decision.action == "wait":
-                await self._sleep(decision.wait_s)
-                plan = replace(plan, step=plan.step + 1)
-                decision = self._decide(plan, decision)
-                continue
-            if decision.action == "refuse":
-                assert decision.error is not None
-                raise decision.error
-            try:
-                result, record = await attempt(decision.model)
-            except NeboBudgetExhausted as err:
-                self.policy.settle(decision, None)
-                plan = replace(plan, model=decision.model, step=plan.step + 1)
-                decision = self._decide(plan, decision, err)
-                continue
-            except BaseException:
-                self.policy.settle(decision, None)
-                raise
-            if settle:
-                self.policy.settle(decision, record)
-            return result, decision
-
-    async def _governed_open(self, stream: AsyncChatStream) -> Decision:
-        retry = self._retry_kw(stream._max_retries)
-
-        async def attempt(model: str) -> tuple[None, None]:
-            await self._retrying(lambda: stream._attempt(model), retry)
-            return None, None
-
-        return (await self._governed("chat", stream._requested, stream._scope, attempt, settle=False))[1]
-
-    async def _send(self, request: httpx.Request, retry: RetryPolicy) -> Sent:
-        async def once() -> Sent:
-            try:
-                response = await self._http.send(request)
-            except httpx.TransportError as exc:
-                raise self._connection_error(exc) from exc
-            return self._received(response)
-
-        return await self._retrying(once, retry)
+        return await adrive(ex, open_, self._sleep)
 
     # -- API ------------------------------------------------------------------------------
 
@@ -321,14 +327,11 @@ class AsyncNeboClient(BaseClient):
         max_retries: int | None = None,
     ) -> ChatCompletion:
         """One chat completion (``body`` is an OpenAI request body)."""
-        requested = str(body.get("model", "auto"))
-        retry = self._retry_kw(max_retries)
-
-        async def attempt(model: str) -> tuple[ChatCompletion, UsageRecord]:
-            call = self._prepare_chat(body, model, requested, timeout, scope)
-            return self._finish_chat(call, await self._send(call.request, retry))
-
-        return (await self._governed("chat", requested, scope, attempt))[0]
+        ex = self._exchange(
+            "POST", wire.CHAT_PATH, body, "chat", scope=scope, timeout=timeout, max_retries=max_retries
+        )
+        await self._run(ex)
+        return self._chat(ex)
 
     def stream_chat(
         self,
@@ -337,25 +340,20 @@ class AsyncNeboClient(BaseClient):
         scope: str | None = None,
         timeout: float | None = None,
         max_retries: int | None = None,
-    ) -> AsyncChatStream:
-        """A chat stream of standard OpenAI chunks (``async with`` / ``async for``)."""
-        return AsyncChatStream(self, body, scope, timeout, max_retries)
-
-    async def _embed_one(
-        self,
-        texts: list[str],
-        model: str,
-        dimensions: int | None,
-        encoding_format: str,
-        scope: str | None,
-        timeout: float | None,
-        retry: RetryPolicy,
-    ) -> Batch:
-        async def attempt(chosen: str) -> tuple[Batch, UsageRecord]:
-            call = self._prepare_embedding(texts, chosen, model, dimensions, encoding_format, timeout, scope)
-            return self._finish_embedding(call, await self._send(call.request, retry))
-
-        return (await self._governed("embedding", model, scope, attempt))[0]
+    ) -> OpeningStream:
+        """Open a chat stream: ``stream = await client.stream_chat(body)``, or
+        ``async with client.stream_chat(body) as stream:``; then ``async for`` its chunks."""
+        ex = self._exchange(
+            "POST",
+            wire.CHAT_PATH,
+            body,
+            "chat",
+            stream=True,
+            scope=scope,
+            timeout=timeout,
+            max_retries=max_retries,
+        )
+        return OpeningStream(self, ex)
 
     async def embed(
         self,
@@ -371,24 +369,58 @@ class AsyncNeboClient(BaseClient):
         max_retries: int | None = None,
     ) -> EmbeddingResult:
         """Embed ``texts`` in order, ``batch_size`` per request, up to ``concurrency`` requests at once."""
-        retry = self._retry_kw(max_retries)
+        bodies = self._embed_calls(texts, model, dimensions, encoding_format, batch_size)
         gate = asyncio.Semaphore(max(concurrency, 1))
 
-        async def run(part: tuple[int, list[str]]) -> Batch:
+        async def run(body: dict[str, Any]) -> Batch:
             async with gate:
-                return await self._embed_one(
-                    part[1], model, dimensions, encoding_format, scope, timeout, retry
+                ex = self._exchange(
+                    "POST",
+                    wire.EMBEDDINGS_PATH,
+                    body,
+                    "embedding",
+                    scope=scope,
+                    timeout=timeout,
+                    max_retries=max_retries,
                 )
+                await self._run(ex)
+                return self._batch(ex)
 
-        results = await asyncio.gather(*(run(p) for p in batches(texts, batch_size)))
-        return join_batches(results)
+        results = await asyncio.gather(*(run(b) for b in bodies))
+        return embeddings.join_batches(results)
 
     async def models(self) -> list[wire.ModelInfo]:
         """The models Nebo serves to this token."""
-        data = (await self._send(self._request("GET", wire.MODELS_PATH, None, None, False), self.retry))[0]
-        return wire.parse_models_body(data)
+        ex = self._exchange("GET", wire.MODELS_PATH)
+        await self._run(ex)
+        return wire.parse_models_body(self._report(ex))
 
     async def usage(self) -> UsageReport:
         """Budget and pools from ``GET /v1/usage``."""
-        data = (await self._send(self._request("GET", wire.USAGE_PATH, None, None, False), self.retry))[0]
-        return wire.parse_usage_body(data)
+        ex = self._exchange("GET", wire.USAGE_PATH)
+        await self._run(ex)
+        return wire.parse_usage_body(self._report(ex))
+
+
+class OpeningStream:
+    """An async chat stream being opened: await it, or use it as an async context manager."""
+
+    def __init__(self, client: AsyncNeboClient, ex: Exchange) -> None:
+        self._client = client
+        self._ex = ex
+        self._stream: AsyncChatStream | None = None
+
+    async def _open(self) -> AsyncChatStream:
+        response, lines = await self._client._run(self._ex)
+        self._stream = AsyncChatStream(self._ex, response, lines)
+        return self._stream
+
+    def __await__(self) -> Generator[Any, None, AsyncChatStream]:
+        return self._open().__await__()
+
+    async def __aenter__(self) -> AsyncChatStream:
+        return await self._open()
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._stream is not None:
+            await self._stream.aclose()

@@ -11,7 +11,8 @@ request id, the budget snapshot from the headers) and never the token.
     ├── NeboBudgetExhausted        429 USAGE_LIMIT_EXCEEDED, a window at 0, or a policy cap
     ├── NeboRateLimited            transient 429, or a rate_limit_error inside a 200 stream
     ├── NeboUpstreamError          502 / 5xx
-    ├── NeboConnectionError        connect / read failures and timeouts
+    ├── NeboConnectionError        connect / read failures
+    │   └── NeboTimeoutError       the request timed out
     ├── NeboBadRequestError        400 / 404 / 422
     │   └── NeboContextLengthError context_length_exceeded
     └── NeboStreamError            an error event inside a 200 stream
@@ -129,6 +130,10 @@ class NeboConnectionError(NeboError):
     is_retryable = True
 
 
+class NeboTimeoutError(NeboConnectionError):
+    """The request timed out (connecting, or waiting for the server)."""
+
+
 class NeboBadRequestError(NeboError):
     """The server rejected the request as malformed (400, 404, 422)."""
 
@@ -162,5 +167,6 @@ __all__ = [
     "NeboRateLimited",
     "NeboStreamError",
     "NeboStreamTruncated",
+    "NeboTimeoutError",
     "NeboUpstreamError",
 ]

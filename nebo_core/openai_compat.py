@@ -2,8 +2,8 @@
 
 They return a plain ``openai.OpenAI`` / ``openai.AsyncOpenAI`` pointed at Nebo (settings from
 :class:`~nebo_core.settings.NeboSettings`, never ``OPENAI_*``), with the SDK's own retries off
-and a transport underneath (:mod:`nebo_core._sdk_transport`) that records every response into
-the tracker, retries only transient failures, and repairs Nebo's streams into standard ones.
+and :class:`~nebo_core.transport.NeboTransport` underneath: the same exchange engine as
+``NeboClient`` (budget policy, the one retry layer, usage records, stream repair).
 Works with openai 2.x (on ``httpx``) and 3.x (on ``httpx2``); ``openai`` is imported only
 when a client is built, so ``import nebo_core`` stays cheap.
 """
@@ -11,17 +11,18 @@ when a client is built, so ``import nebo_core`` stays cheap.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from nebo_core import _sdk_transport as sdk
-from nebo_core import wire
 from nebo_core.errors import NeboConfigurationError
+from nebo_core.policy import BudgetPolicy
 from nebo_core.retry import RetryPolicy
 from nebo_core.settings import NeboSettings, Secret
-from nebo_core.tracker import BudgetTracker, default_tracker
+from nebo_core.tracker import BudgetTracker
+from nebo_core.transport import transport_classes
 
 if TYPE_CHECKING:
     import openai
@@ -39,6 +40,16 @@ def _import_openai() -> ModuleType:
     return openai
 
 
+def http_module(openai_module: ModuleType) -> ModuleType:
+    """The HTTP library the installed SDK is built on: ``httpx2`` (openai 3.x) or ``httpx`` (2.x)."""
+    default_client = getattr(openai_module, "DefaultHttpxClient", None)
+    for base in getattr(default_client, "__mro__", ()):
+        root = str(getattr(base, "__module__", "")).split(".")[0]
+        if root in ("httpx2", "httpx"):
+            return importlib.import_module(root)
+    return importlib.import_module("httpx")
+
+
 def _sdk_kwargs(settings: NeboSettings, openai_kwargs: Mapping[str, Any], http_client: Any) -> dict[str, Any]:
     """Keyword arguments for ``openai.OpenAI`` / ``AsyncOpenAI`` (pure)."""
     if "http_client" in openai_kwargs:
@@ -47,38 +58,27 @@ def _sdk_kwargs(settings: NeboSettings, openai_kwargs: Mapping[str, Any], http_c
             "transport records budgets and retries); pass transport= instead (your own inner transport "
             "for proxies, certificates or tests)"
         )
-    headers = wire.request_headers(settings)
-    headers.pop(wire.H_AUTHORIZATION)  # the SDK sends the key it is given
-    headers.pop("Accept", None)  # the SDK picks JSON or SSE per call
-    headers.update(openai_kwargs.get("default_headers") or {})
     return {
         **openai_kwargs,
         "api_key": settings.api_key.get_secret_value(),
         "base_url": settings.base_url,
         "timeout": settings.timeout,
-        "default_headers": headers,
         # Exactly one retry layer: the transport's, which never retries a budget 429.
         "max_retries": 0,
         "http_client": http_client,
     }
 
 
-def _parts(
-    openai_mod: ModuleType,
+def _transport_kwargs(
     settings: NeboSettings | None,
     tracker: BudgetTracker | None,
+    policy: BudgetPolicy | None,
     retry: RetryPolicy | None,
+    scope: str | None,
     fields: dict[str, Any],
-) -> tuple[NeboSettings, ModuleType, sdk.TransportCore]:
-    """Settings, the SDK's HTTP library and the transport core, shared by both factories."""
-    if settings is None:
-        settings = NeboSettings.resolve(**fields)
-    hx = sdk.http_module(openai_mod)
-    policy = retry or RetryPolicy(max_retries=settings.max_retries)
-    core = sdk.TransportCore(
-        hx, tracker if tracker is not None else default_tracker(), policy, settings.account
-    )
-    return settings, hx, core
+) -> dict[str, Any]:
+    resolved = settings if settings is not None else NeboSettings.resolve(**fields)
+    return {"settings": resolved, "tracker": tracker, "policy": policy, "retry": retry, "scope": scope}
 
 
 def openai_client(
@@ -93,16 +93,21 @@ def openai_client(
     purpose: str | None = None,
     settings: NeboSettings | None = None,
     tracker: BudgetTracker | None = None,
+    policy: BudgetPolicy | None = None,
+    scope: str | None = None,
     retry: RetryPolicy | None = None,
     transport: Any = None,
     sleep: Callable[[float], None] = time.sleep,
     **openai_kwargs: Any,
 ) -> openai.OpenAI:
-    """An ``openai.OpenAI`` pointed at Nebo that feeds ``tracker`` and survives Nebo's quirks.
+    """An ``openai.OpenAI`` pointed at Nebo, with the same budget behaviour as ``NeboClient``.
 
-    ``transport`` is the inner transport of the SDK's HTTP library (``httpx.HTTPTransport`` on
-    openai 2.x, ``httpx2.HTTPTransport`` on 3.x; a ``MockTransport`` in tests). Other keyword
-    arguments (``default_headers``, ``organization``...) go to ``openai.OpenAI``.
+    Every request runs through :class:`~nebo_core.transport.NeboTransport`: the budget
+    ``policy`` (caps, waits, fallback; a refusal reaches the SDK as a 429), the one retry
+    layer, usage records in ``tracker``, stream repair. A call's scope is ``scope=``, or the
+    ``X-Nebo-Scope`` header (``extra_headers=`` per call). ``transport`` is the inner transport
+    of the SDK's HTTP library (``httpx.HTTPTransport`` on openai 2.x, ``httpx2.HTTPTransport``
+    on 3.x; a ``MockTransport`` in tests). Other keyword arguments go to ``openai.OpenAI``.
     """
     openai_mod = _import_openai()
     fields = {
@@ -115,9 +120,11 @@ def openai_client(
         "lane": lane,
         "purpose": purpose,
     }
-    resolved, hx, core = _parts(openai_mod, settings, tracker, retry, fields)
-    http_client = openai_mod.DefaultHttpxClient(transport=sdk.sync_transport(hx, core, transport, sleep))
-    client: openai.OpenAI = openai_mod.OpenAI(**_sdk_kwargs(resolved, openai_kwargs, http_client))
+    kwargs = _transport_kwargs(settings, tracker, policy, retry, scope, fields)
+    sync_cls, _ = transport_classes(http_module(openai_mod))
+    nebo_transport = sync_cls(transport, sleep=sleep, **kwargs)
+    http_client = openai_mod.DefaultHttpxClient(transport=nebo_transport, follow_redirects=False)
+    client: openai.OpenAI = openai_mod.OpenAI(**_sdk_kwargs(kwargs["settings"], openai_kwargs, http_client))
     return client
 
 
@@ -133,6 +140,8 @@ def async_openai_client(
     purpose: str | None = None,
     settings: NeboSettings | None = None,
     tracker: BudgetTracker | None = None,
+    policy: BudgetPolicy | None = None,
+    scope: str | None = None,
     retry: RetryPolicy | None = None,
     transport: Any = None,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
@@ -150,9 +159,11 @@ def async_openai_client(
         "lane": lane,
         "purpose": purpose,
     }
-    resolved, hx, core = _parts(openai_mod, settings, tracker, retry, fields)
-    http_client = openai_mod.DefaultAsyncHttpxClient(
-        transport=sdk.async_transport(hx, core, transport, sleep)
+    kwargs = _transport_kwargs(settings, tracker, policy, retry, scope, fields)
+    _, async_cls = transport_classes(http_module(openai_mod))
+    nebo_transport = async_cls(transport, sleep=sleep, **kwargs)
+    http_client = openai_mod.DefaultAsyncHttpxClient(transport=nebo_transport, follow_redirects=False)
+    client: openai.AsyncOpenAI = openai_mod.AsyncOpenAI(
+        **_sdk_kwargs(kwargs["settings"], openai_kwargs, http_client)
     )
-    client: openai.AsyncOpenAI = openai_mod.AsyncOpenAI(**_sdk_kwargs(resolved, openai_kwargs, http_client))
     return client

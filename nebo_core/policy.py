@@ -22,18 +22,19 @@ import logging
 import math
 import threading
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar, cast
 
 from nebo_core.budget import BudgetSnapshot, CallKind, UsageRecord, WindowState
 from nebo_core.errors import NeboBudgetExhausted, NeboConfigurationError
 from nebo_core.models import MODELS, get_model
-from nebo_core.stores import BudgetStore, InMemoryBudgetStore, Reservation
+from nebo_core.stores import BudgetStore, InMemoryBudgetStore, Reservation, ReserveResult
 from nebo_core.tracker import BudgetTracker
 
 logger = logging.getLogger("nebo_core.budget")
+T = TypeVar("T")
 
 Action = Literal["go", "wait", "refuse"]
 ExhaustedMode = Literal["raise", "wait", "fallback"]
@@ -59,15 +60,59 @@ class CallPlan:
 
 
 @dataclass(frozen=True)
-class Decision:
-    """What the client does next."""
+class Go:
+    """Send the call to ``model``; ``reservation`` (from the store) is settled after it."""
 
-    action: Action
     model: str
-    wait_s: float = 0.0
-    error: NeboBudgetExhausted | None = None
-    reservation: Any = None
-    """An opaque token from a store, settled after the call."""
+    reservation: Reservation | None = None
+
+
+@dataclass(frozen=True)
+class Wait:
+    """Sleep ``seconds`` (a window resets then), then ask again."""
+
+    seconds: float
+    model: str
+
+
+@dataclass(frozen=True)
+class Refuse:
+    """Do not send: raise ``error``."""
+
+    error: NeboBudgetExhausted
+    model: str
+
+
+Decision = Go | Wait | Refuse
+"""What a client does next: a closed union, so an impossible state (a refusal without an
+error, a wait without a duration) cannot be built."""
+
+StoreOp = tuple[str, tuple[Any, ...]]
+"""One store call a policy step needs: a :class:`BudgetStore` method name and its arguments."""
+Steps = Generator[StoreOp, Any, T]
+"""A policy step written once: it yields store calls and receives their results. The sync
+driver calls the store's methods; the async driver awaits their ``a``-prefixed twins, so an
+event loop never blocks on store I/O."""
+
+
+def run_steps(steps: Steps[T], store: BudgetStore) -> T:
+    """Run a policy step against the store, blocking."""
+    try:
+        name, args = next(steps)
+        while True:
+            name, args = steps.send(getattr(store, name)(*args))
+    except StopIteration as done:
+        return cast(T, done.value)
+
+
+async def arun_steps(steps: Steps[T], store: BudgetStore) -> T:
+    """Run a policy step against the store, awaiting each store call."""
+    try:
+        name, args = next(steps)
+        while True:
+            name, args = steps.send(await getattr(store, "a" + name)(*args))
+    except StopIteration as done:
+        return cast(T, done.value)
 
 
 def _utcnow() -> datetime:
@@ -241,6 +286,10 @@ class BudgetPolicy:
         """Settled spend of a scope, in microdollars."""
         return self.store.spent(self.scope_key(scope))
 
+    async def aspent_micro(self, scope: str | None = None) -> int:
+        """The async twin of :meth:`spent_micro`."""
+        return await self.store.aspent(self.scope_key(scope))
+
     def remaining_micro(self, scope: str | None = None) -> int | None:
         """What a scope's cap still allows (``None`` without a cap)."""
         if self.max_spend_micro is None:
@@ -248,23 +297,28 @@ class BudgetPolicy:
         return max(self.max_spend_micro - self.spent_micro(scope), 0)
 
     def estimate(self, plan: CallPlan) -> int:
+        """What to reserve for ``plan`` (see :meth:`estimate_steps`), blocking on the store."""
+        return run_steps(self.estimate_steps(plan), self.store)
+
+    def estimate_steps(self, plan: CallPlan) -> Steps[int]:
         """What to reserve for ``plan``: ``estimate_micro``, else the observed mean for the model,
         else a conservative default (pass ``estimate_micro`` for caps of a few cents)."""
         if callable(self.estimate_micro):
-            value = int(self.estimate_micro(plan))
-        elif self.estimate_micro is not None:
-            value = self.estimate_micro
-        else:
-            mean = self.store.mean_cost(plan.model)
-            value = math.ceil(mean) if mean is not None else default_estimate_micro(plan.kind, plan.model)
-        return value
+            return int(self.estimate_micro(plan))
+        if self.estimate_micro is not None:
+            return self.estimate_micro
+        mean = yield ("mean_cost", (plan.model,))
+        return math.ceil(mean) if mean is not None else default_estimate_micro(plan.kind, plan.model)
 
     def snapshot(self, tracker: BudgetTracker, account: str | None = None) -> BudgetSnapshot | None:
         """The freshest snapshot of ``account``: the tracker's, or one another process published."""
+        return run_steps(self._snapshot(tracker, account), self.store)
+
+    def _snapshot(self, tracker: BudgetTracker, account: str | None) -> Steps[BudgetSnapshot | None]:
         mine = tracker.snapshot if account is None else tracker.snapshot_for(account)
-        shared = self.store.snapshot(account)
+        shared = yield ("snapshot", (account,))
         if mine is None or (shared is not None and shared.observed_at > mine.observed_at):
-            return shared
+            return cast("BudgetSnapshot | None", shared)
         return mine
 
     def next_model(self, plan: CallPlan) -> str | None:
@@ -288,36 +342,49 @@ class BudgetPolicy:
                 return spec.id
         return None
 
-    # -- decisions ------------------------------------------------------------------------
+    # -- decisions (each written once as steps; sync and async drivers below) --------------
 
-    def before_call(self, plan: CallPlan, tracker: BudgetTracker) -> Decision:
-        """Whether the call may go, before any request is sent (reserves against the cap)."""
-        snapshot = self.snapshot(tracker, plan.account)
+    def decide_steps(
+        self, plan: CallPlan, tracker: BudgetTracker, error: NeboBudgetExhausted | None = None
+    ) -> Steps[Decision]:
+        """The decision for ``plan``: before the call (``error`` is ``None``), or after the budget
+        ran out under it (a budget 429). Past ``max_steps`` decisions for one call, a refusal."""
+        if plan.step > self.max_steps:
+            last = f" The last answer was: {error.message}" if error is not None else ""
+            return Refuse(
+                NeboBudgetExhausted(
+                    f"gave up on this call after {self.max_steps} budget decisions (waits and fallbacks) "
+                    f"without room to send it; raise max_steps or max_wait, or top up.{last}",
+                    window=error.window if error is not None else None,
+                    reset_at=error.reset_at if error is not None else None,
+                    scope=plan.scope or self.scope,
+                    snapshot=error.snapshot if error is not None else None,
+                    code=error.code if error is not None else "USAGE_LIMIT_EXCEEDED",
+                ),
+                plan.model,
+            )
+        if error is not None:
+            return (yield from self._exhausted(plan, error, tracker))
+        snapshot = yield from self._snapshot(tracker, plan.account)
         if snapshot is not None:
             now = self._clock() + timedelta(seconds=snapshot.clock_skew())
             with self._lock:
                 if self._waited_past is not None and self._waited_past > now:
                     now = self._waited_past  # we slept through that reset already
-            error = exhausted_error(snapshot, now)
-            if error is not None:
-                return self.on_exhausted(plan, error, tracker)
-        return self._admit(plan, tracker)
+            exhausted = exhausted_error(snapshot, now)
+            if exhausted is not None:
+                return (yield from self._exhausted(plan, exhausted, tracker))
+        return (yield from self._admit(plan, tracker))
 
-    def check(self, plan: CallPlan, tracker: BudgetTracker) -> Decision:
-        """What :meth:`before_call` would decide now, without holding a reservation (for hooks
-        such as agent middleware that decide ahead of the model, which reserves for itself)."""
-        decision = self.before_call(plan, tracker)
-        if isinstance(decision.reservation, Reservation):
-            self.store.release(decision.reservation)
-            decision = replace(decision, reservation=None)
-        return decision
-
-    def _admit(self, plan: CallPlan, tracker: BudgetTracker) -> Decision:
+    def _admit(self, plan: CallPlan, tracker: BudgetTracker) -> Steps[Decision]:
         scope = self.scope_key(plan.scope)
-        estimate = self.estimate(plan)
-        result = self.store.reserve(scope, plan.model, estimate, self.max_spend_micro, self.reservation_ttl)
+        estimate = yield from self.estimate_steps(plan)
+        result: ReserveResult = yield (
+            "reserve",
+            (scope, plan.model, estimate, self.max_spend_micro, self.reservation_ttl),
+        )
         if result.reservation is not None:
-            return Decision("go", plan.model, reservation=result.reservation)
+            return Go(plan.model, result.reservation)
         cap = self.max_spend_micro
         assert cap is not None
         error = NeboBudgetExhausted(
@@ -329,34 +396,33 @@ class BudgetPolicy:
             scope=plan.scope or self.scope,
             code=CAP_CODE,
         )
-        return self.on_exhausted(plan, error, tracker)
+        return (yield from self._exhausted(plan, error, tracker))
 
-    def on_exhausted(self, plan: CallPlan, error: NeboBudgetExhausted, tracker: BudgetTracker) -> Decision:
-        """What to do when the budget is gone (before the call, or after a budget 429)."""
+    def _exhausted(
+        self, plan: CallPlan, error: NeboBudgetExhausted, tracker: BudgetTracker
+    ) -> Steps[Decision]:
         if error.snapshot is not None:
-            self.store.publish(error.snapshot)
+            yield ("publish", (error.snapshot,))
         if self.mode == "wait" and error.window != "cap":
-            wait = self.wait_seconds(error, tracker, plan.account)
+            snapshot = error.snapshot or (yield from self._snapshot(tracker, plan.account))
+            wait = self.wait_seconds(error, snapshot)
             if wait is not None and wait <= self.max_wait:
                 logger.info("Nebo budget exhausted; waiting %.1f s for the reset", wait)
-                return Decision("wait", plan.model, wait_s=wait)
+                return Wait(wait, plan.model)
         if self.mode == "fallback":
             model = self.next_model(plan)
             if model is not None:
                 logger.info("Nebo budget exhausted for %s (%s); falling back to %s", plan.model, error, model)
-                return self._admit(replace(plan, model=model), tracker)
-        return Decision("refuse", plan.model, error=error)
+                return (yield from self._admit(replace(plan, model=model), tracker))
+        return Refuse(error, plan.model)
 
-    def wait_seconds(
-        self, error: NeboBudgetExhausted, tracker: BudgetTracker, account: str | None = None
-    ) -> float | None:
+    def wait_seconds(self, error: NeboBudgetExhausted, snapshot: BudgetSnapshot | None) -> float | None:
         """Seconds until the exhausted window resets, by our clock, correcting the server's skew.
 
         ``reset_at`` is in the server's time; the snapshot's ``Date`` header says how far its
         clock is from ours. ``wait_margin`` is added because ``Date`` has one-second resolution.
         ``None`` when the reset is unknown and the server gave no Retry-After.
         """
-        snapshot = error.snapshot or self.snapshot(tracker, account)
         reset_at = error.reset_at
         if reset_at is None and snapshot is not None and snapshot.exhausted_window is not None:
             reset_at = snapshot.exhausted_window.reset_at
@@ -369,19 +435,28 @@ class BudgetPolicy:
                 self._waited_past = reset_at
         return max((local_reset - self._clock()).total_seconds(), 0.0) + self.wait_margin
 
-    def settle(self, decision: Decision, record: UsageRecord | None) -> None:
-        """After the call: ``record`` is its usage, or ``None`` when it failed."""
-        reservation = decision.reservation
+    def check_steps(self, plan: CallPlan, tracker: BudgetTracker) -> Steps[Decision]:
+        """What a call would be told now, without holding a reservation (for hooks such as agent
+        middleware that decide ahead of the model, which reserves for itself)."""
+        decision = yield from self.decide_steps(plan, tracker)
+        if isinstance(decision, Go) and decision.reservation is not None:
+            yield ("release", (decision.reservation,))
+            decision = replace(decision, reservation=None)
+        return decision
+
+    def settle_steps(self, decision: Decision, record: UsageRecord | None) -> Steps[None]:
+        """After the call: ``record`` is its usage, or ``None`` when it failed unbilled."""
         if record is not None and record.snapshot is not None:
-            self.store.publish(record.snapshot)
-        if not isinstance(reservation, Reservation):
+            yield ("publish", (record.snapshot,))
+        reservation = decision.reservation if isinstance(decision, Go) else None
+        if reservation is None:
             return
         if record is None:
-            self.store.release(reservation)
+            yield ("release", (reservation,))
             return
         observed = record.cost_micro is not None and record.complete
         cost = record.cost_micro if record.cost_micro is not None else reservation.amount_micro
-        spent = self.store.commit(reservation, cost, observed)
+        spent = yield ("commit", (reservation, cost, observed))
         if self.max_spend_micro is not None and spent > self.max_spend_micro:
             logger.info(
                 "Nebo scope %r spent %d micro, over its cap of %d by one call's estimate error",
@@ -389,3 +464,52 @@ class BudgetPolicy:
                 spent,
                 self.max_spend_micro,
             )
+
+    # -- drivers: the same steps, blocking or awaited ------------------------------------
+
+    def decide(
+        self, plan: CallPlan, tracker: BudgetTracker, error: NeboBudgetExhausted | None = None
+    ) -> Decision:
+        """:meth:`decide_steps`, blocking on the store."""
+        return run_steps(self.decide_steps(plan, tracker, error), self.store)
+
+    async def adecide(
+        self, plan: CallPlan, tracker: BudgetTracker, error: NeboBudgetExhausted | None = None
+    ) -> Decision:
+        """:meth:`decide_steps`, awaiting the store."""
+        return await arun_steps(self.decide_steps(plan, tracker, error), self.store)
+
+    def before_call(self, plan: CallPlan, tracker: BudgetTracker) -> Decision:
+        """Whether the call may go, before any request is sent (reserves against the cap)."""
+        return self.decide(plan, tracker)
+
+    def on_exhausted(self, plan: CallPlan, error: NeboBudgetExhausted, tracker: BudgetTracker) -> Decision:
+        """What to do when the budget is gone (before the call, or after a budget 429)."""
+        return self.decide(plan, tracker, error)
+
+    def check(self, plan: CallPlan, tracker: BudgetTracker) -> Decision:
+        """:meth:`check_steps`, blocking on the store."""
+        return run_steps(self.check_steps(plan, tracker), self.store)
+
+    async def acheck(self, plan: CallPlan, tracker: BudgetTracker) -> Decision:
+        """:meth:`check_steps`, awaiting the store."""
+        return await arun_steps(self.check_steps(plan, tracker), self.store)
+
+    def settle(self, decision: Decision, record: UsageRecord | None) -> None:
+        """:meth:`settle_steps`, blocking on the store."""
+        run_steps(self.settle_steps(decision, record), self.store)
+
+    async def asettle(self, decision: Decision, record: UsageRecord | None) -> None:
+        """:meth:`settle_steps`, awaiting the store."""
+        await arun_steps(self.settle_steps(decision, record), self.store)
+
+
+_default_policy: BudgetPolicy | None = None
+
+
+def default_policy() -> BudgetPolicy:
+    """The process-wide default policy: warn at 80% and 95%, raise when exhausted."""
+    global _default_policy
+    if _default_policy is None:
+        _default_policy = BudgetPolicy()
+    return _default_policy

@@ -388,6 +388,22 @@ def _cost_from_headers(before: BudgetSnapshot | None, after: BudgetSnapshot | No
     return drop if drop > 0 else None
 
 
+def check_body(kind: str | None, data: Any, inputs: int, snapshot: BudgetSnapshot | None) -> None:
+    """Raise :class:`NeboUpstreamError` for a 2xx body that cannot be the answer to ``kind``."""
+    problem = None
+    if kind == "chat" and not (isinstance(data, dict) and isinstance(data.get("choices"), list)):
+        problem = "a chat response without choices"
+    elif kind == "embedding":
+        vectors = data.get("data") if isinstance(data, dict) else None
+        if not isinstance(vectors, list):
+            problem = "an embeddings response without data"
+        elif inputs and len(vectors) != inputs:
+            problem = f"{len(vectors)} embeddings for {inputs} inputs"
+    if problem is not None:
+        body = data if isinstance(data, (dict, list)) else str(data)[:500]
+        raise NeboUpstreamError(f"Nebo returned {problem}", status=200, body=body, snapshot=snapshot)
+
+
 # --- errors --------------------------------------------------------------------------------
 
 

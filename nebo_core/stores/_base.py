@@ -82,6 +82,47 @@ class BudgetStore(ABC):
     def reset(self) -> None:
         """Forget everything (spend, reservations, statistics, snapshot)."""
 
+    # -- async twins: a store without I/O simply calls the sync method; a networked store
+    # (Redis) overrides them so an event loop never blocks on a round trip.
+
+    async def areserve(
+        self, scope: str, model: str, amount_micro: int, cap_micro: int | None, ttl_s: float
+    ) -> ReserveResult:
+        """The async twin of :meth:`reserve`."""
+        return self.reserve(scope, model, amount_micro, cap_micro, ttl_s)
+
+    async def acommit(self, reservation: Reservation, cost_micro: int, observed: bool) -> int:
+        """The async twin of :meth:`commit`."""
+        return self.commit(reservation, cost_micro, observed)
+
+    async def arelease(self, reservation: Reservation) -> None:
+        """The async twin of :meth:`release`."""
+        self.release(reservation)
+
+    async def aspent(self, scope: str) -> int:
+        """The async twin of :meth:`spent`."""
+        return self.spent(scope)
+
+    async def areserved(self, scope: str) -> int:
+        """The async twin of :meth:`reserved`."""
+        return self.reserved(scope)
+
+    async def amean_cost(self, model: str) -> float | None:
+        """The async twin of :meth:`mean_cost`."""
+        return self.mean_cost(model)
+
+    async def apublish(self, snapshot: BudgetSnapshot) -> None:
+        """The async twin of :meth:`publish`."""
+        self.publish(snapshot)
+
+    async def asnapshot(self, account: str | None = None) -> BudgetSnapshot | None:
+        """The async twin of :meth:`snapshot`."""
+        return self.snapshot(account)
+
+    async def areset(self) -> None:
+        """The async twin of :meth:`reset`."""
+        self.reset()
+
 
 def _dt(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None

@@ -22,7 +22,7 @@ SECRET_HEADERS = ("authorization", "x-provider-api-key", "x-bot-id")
 @pytest.fixture(scope="module")
 def emu() -> Iterator[Any]:
     """A started emulator shared by one test module (quirks on)."""
-    from nebo_core.emulator import NeboEmulator
+    from nebo_emulator import NeboEmulator
 
     with NeboEmulator(quirks=True, strict_openai=False, latency=0.0) as emulator:
         yield emulator

@@ -208,9 +208,9 @@ def test_model_copy_with_a_new_key_rebuilds_the_settings(connect: dict[str, Any]
     model = ChatNebo(**connect)
     model.invoke("warm the client")
     copy = model.model_copy(update={"api_key": SecretStr("other-token")})
-    assert copy._settings.api_key.get_secret_value() == "other-token"
-    assert copy._client is None
-    assert model._settings.api_key.get_secret_value() != "other-token"
+    assert copy._provider.settings.api_key.get_secret_value() == "other-token"
+    assert copy._provider is not model._provider
+    assert model._provider.settings.api_key.get_secret_value() != "other-token"
 
 
 def test_per_call_scope_goes_to_the_policy_not_the_server(connect: dict[str, Any], emu: Any) -> None:
@@ -235,7 +235,6 @@ def test_per_call_stream_usage_false_leaves_usage_off(connect: dict[str, Any]) -
 def test_core_client_is_created_once_and_cached(connect: dict[str, Any]) -> None:
     model = ChatNebo(**connect)
     model.invoke("a")
-    first = model._client
+    first = model._provider.sync
     model.invoke("b")
-    assert first is not None
-    assert model._client is first
+    assert model._provider.sync is first

@@ -13,9 +13,9 @@ from langchain_core.tools import tool
 from langchain_nebo import ChatNebo
 from langchain_nebo.middleware import NeboBudgetMiddleware
 from nebo_core import BudgetTracker, NeboBudgetExhausted
-from nebo_core.emulator import NeboEmulator
 from nebo_core.errors import NeboConfigurationError
 from nebo_core.policy import BudgetPolicy
+from nebo_emulator import NeboEmulator
 
 
 @tool

@@ -52,7 +52,7 @@ def replay_model_args(request: pytest.FixtureRequest) -> Iterator[dict[str, Any]
         common.pop("provider_api_key")
         yield common
         return
-    from nebo_core.emulator import NeboEmulator
+    from nebo_emulator import NeboEmulator
 
     with NeboEmulator(quirks=True, strict_openai=False, latency=0.0) as emu:
         yield {"api_key": emu.token, "base_url": emu.base_url, **common}

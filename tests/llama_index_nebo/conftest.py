@@ -9,7 +9,7 @@ import pytest
 from pytest_socket import socket_allow_hosts
 
 from nebo_core import BudgetPolicy, BudgetTracker
-from nebo_core.emulator import NeboEmulator
+from nebo_emulator import NeboEmulator
 
 CORPUS = Path(__file__).resolve().parents[1] / "data" / "corpus"
 

@@ -10,8 +10,8 @@ from llama_index.core.tools import FunctionTool
 
 from llama_index_nebo import Nebo
 from nebo_core import BudgetTracker, NeboBudgetExhausted
-from nebo_core.emulator import NeboEmulator
 from nebo_core.policy import BudgetPolicy
+from nebo_emulator import NeboEmulator
 
 # llama-index's workflows package inspects agents through deprecated pydantic attributes.
 pytestmark = [

@@ -11,7 +11,7 @@ from llama_index.core.ingestion import IngestionPipeline
 from llama_index.core.node_parser import SentenceSplitter
 
 from llama_index_nebo import NeboEmbedding
-from nebo_core.emulator import NeboEmulator
+from nebo_emulator import NeboEmulator
 
 TEXTS = [
     "refund policy for annual plans",

@@ -17,7 +17,7 @@ from llama_index_nebo import (
     NeboRateLimited,
 )
 from nebo_core import AsyncNeboClient, NeboClient
-from nebo_core.emulator import NeboEmulator
+from nebo_emulator import NeboEmulator
 
 HELLO = [ChatMessage(role=MessageRole.USER, content="hello")]
 

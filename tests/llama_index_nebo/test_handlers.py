@@ -9,7 +9,7 @@ from llama_index.core.callbacks import CallbackManager
 
 from llama_index_nebo import Nebo, NeboBudgetCallbackHandler, NeboBudgetEventHandler, NeboEmbedding
 from nebo_core import UsageRecord
-from nebo_core.emulator import NeboEmulator
+from nebo_emulator import NeboEmulator
 
 QUESTION = [ChatMessage(role=MessageRole.USER, content="Context: Support opens at 08:00.\nQuestion: When?")]
 

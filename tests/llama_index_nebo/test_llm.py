@@ -13,8 +13,8 @@ from pydantic import BaseModel
 
 from llama_index_nebo import Nebo
 from nebo_core import NeboConfigurationError
-from nebo_core.emulator import NeboEmulator
 from nebo_core.models import AUTO_CONTEXT_WINDOW, AUTO_MAX_OUTPUT
+from nebo_emulator import NeboEmulator
 
 QUESTION = "Context: The Larkspur refund window is 30 days.\nQuestion: How long is the refund window?"
 

@@ -11,8 +11,8 @@ from llama_index.core.base.llms.types import ChatMessage, MessageRole
 
 from llama_index_nebo import Nebo, NeboEmbedding
 from nebo_core import BudgetTracker, NeboConfigurationError
-from nebo_core.emulator import NeboEmulator
 from nebo_core.tracker import default_tracker
+from nebo_emulator import NeboEmulator
 
 QUESTION = "Context: The Larkspur refund window is 30 days.\nQuestion: How long is the refund window?"
 

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from llama_index.core import Settings
 
 import llama_index_nebo
-from nebo_core.emulator import NeboEmulator
+from nebo_emulator import NeboEmulator
 
 
 def test_all_is_pinned() -> None:

@@ -11,7 +11,7 @@ from llama_index.core.agent.workflow import FunctionAgent
 from llama_index.core.tools import FunctionTool
 
 from llama_index_nebo import Nebo, NeboBudgetEventHandler, NeboEmbedding
-from nebo_core.emulator import NeboEmulator
+from nebo_emulator import NeboEmulator
 
 CASES = [
     ("How many days is the refund window for annual subscription refunds?", "refund_policy.md", "30 days"),

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 
 from nebo_core import BudgetTracker, NeboBudgetExhausted, NeboClient
-from nebo_core.emulator import NeboEmulator
 from nebo_core.policy import BudgetPolicy
 from nebo_core.stores import RedisBudgetStore
+from nebo_emulator import NeboEmulator
 
 BODY = {"model": "gpt-5-nano", "messages": [{"role": "user", "content": "Say hi to Ada"}]}
 CALLS = 50

@@ -328,11 +328,12 @@ def test_stream_http_error_is_typed_and_not_retried(nb: SimpleNamespace) -> None
     assert len(fake.requests) == 1
 
 
-def test_stream_sends_nothing_until_iterated(nb: SimpleNamespace) -> None:
-    fake = nb.FakeNebo()
-    with nb.client(fake).stream_chat(BODY):
-        pass
-    assert fake.requests == []
+def test_stream_is_open_when_returned_and_closing_early_records_what_was_seen(nb: SimpleNamespace) -> None:
+    fake = nb.FakeNebo(nb.stream_response(nb.sse(nb.chunk("a"), nb.chunk("b", finish="stop"))))
+    client = nb.client(fake)
+    with client.stream_chat(BODY) as stream:
+        assert len(fake.requests) == 1  # opened (and read ahead to its first chunk) before iteration
+    assert stream.usage is not None and stream.usage.complete is False
 
 
 # --- embeddings ----------------------------------------------------------------------------

@@ -25,7 +25,9 @@ from nebo_core import (  # noqa: E402
     async_openai_client,
     openai_client,
 )
-from nebo_core._sdk_transport import TransportCore, http_module, sync_transport  # noqa: E402
+from nebo_core.openai_compat import http_module  # noqa: E402
+from nebo_core.policy import BudgetPolicy  # noqa: E402
+from nebo_core.transport import transport_classes  # noqa: E402
 
 hx = http_module(openai)
 TOKEN = "nebo-sdk-test-token-SECRET-51e2"
@@ -176,6 +178,7 @@ def make(
         tracker=tracker if tracker is not None else BudgetTracker(),
         retry=RetryPolicy(max_retries=max_retries, jitter=lambda: 0.0),
         sleep=fake.asleep if is_async else fake.sleep,
+        policy=kw.pop("policy", None) or BudgetPolicy(),
         **kw,
     )
 
@@ -512,11 +515,12 @@ def test_the_sdk_never_retries_and_its_http_client_is_ours() -> None:
 
 
 def test_transport_repr_never_shows_the_token() -> None:
-    core = TransportCore(hx, BudgetTracker(), RetryPolicy())
-    transport = sync_transport(hx, core, hx.MockTransport(Fake()), lambda s: None)
+    sync_cls, async_cls = transport_classes(hx)
+    transport = sync_cls(hx.MockTransport(Fake()), api_key=TOKEN, tracker=BudgetTracker())
     assert isinstance(transport, hx.BaseTransport)
+    assert isinstance(async_cls(api_key=TOKEN), hx.AsyncBaseTransport)
     assert TOKEN not in repr(transport)
-    assert "NeboSDKTransport" in repr(transport)
+    assert "NeboTransport" in repr(transport)
 
 
 def test_import_is_lazy_and_a_missing_sdk_names_the_extra() -> None:
@@ -538,7 +542,7 @@ def test_import_is_lazy_and_a_missing_sdk_names_the_extra() -> None:
 
 def _emulator_available() -> bool:
     try:
-        from nebo_core.emulator import NeboEmulator  # noqa: F401
+        from nebo_emulator import NeboEmulator  # noqa: F401
     except ImportError:
         return False
     return True

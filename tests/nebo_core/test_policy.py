@@ -12,10 +12,10 @@ import pytest
 
 from nebo_core import AsyncNeboClient, BudgetTracker, NeboBudgetExhausted, NeboClient
 from nebo_core.budget import BudgetSnapshot, UsageRecord, WindowState
-from nebo_core.emulator import NeboEmulator
 from nebo_core.errors import NeboConfigurationError
-from nebo_core.policy import BudgetPolicy, CallPlan, Decision, default_estimate_micro
+from nebo_core.policy import BudgetPolicy, CallPlan, Refuse, Wait, default_estimate_micro
 from nebo_core.stores import InMemoryBudgetStore
+from nebo_emulator import NeboEmulator
 
 FIVE_HOURS = 5 * 3600
 HI = {"model": "gpt-5-nano", "messages": [{"role": "user", "content": "Say hi to Ada"}]}
@@ -125,12 +125,11 @@ def test_wait_corrects_clock_skew_from_the_date_header() -> None:
     tracker = BudgetTracker()
     tracker.observe(snapshot)
     decision = p.before_call(CallPlan("chat", "gpt-5-nano"), tracker)
-    assert decision.action == "wait"
-    assert decision.wait_s == pytest.approx(60.5)  # not 160.5: the reset is in the server's time
+    assert isinstance(decision, Wait)
+    assert decision.seconds == pytest.approx(60.5)  # not 160.5: the reset is in the server's time
     short = BudgetPolicy(on_exhausted="wait", max_wait=30, clock=lambda: ours)
     refused = short.before_call(CallPlan("chat", "gpt-5-nano"), tracker)
-    assert refused.action == "refuse"
-    assert refused.error is not None
+    assert isinstance(refused, Refuse)
     assert refused.error.window == "session"
 
 
@@ -318,9 +317,7 @@ def test_store_snapshot_from_another_process_refuses_up_front() -> None:
     )
     tracker = BudgetTracker()
     d = BudgetPolicy(store=store).before_call(CallPlan("chat", "gpt-5-nano"), tracker)
-    assert isinstance(d, Decision)
-    assert d.action == "refuse"
-    assert d.error is not None
+    assert isinstance(d, Refuse)
     assert d.error.window == "session"
 
 

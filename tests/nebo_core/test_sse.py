@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from nebo_core.errors import NeboBudgetExhausted, NeboRateLimited, NeboStreamError, NeboStreamTruncated
-from nebo_core.stream import SSEDecoder, StreamState
+from nebo_core.sse import SSEDecoder, StreamState
 
 
 def run(chunks: list[dict[str, Any] | str], finish: bool = True) -> tuple[StreamState, list[dict[str, Any]]]:
