@@ -30,7 +30,7 @@ $(SDK2)/.installed: pyproject.toml
 	touch $@
 
 test-sdk2: $(SDK2)/.installed
-	$(SDK2)/bin/python -m pytest -q -p no:cacheprovider tests/nebo_core/test_openai_compat.py
+	$(SDK2)/bin/python -m pytest -q -p no:cacheprovider tests/nebo_core/test_openai_compat.py tests/nebo_core/test_paths.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check $(SRC) tests bench

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from nebo_core.budget import BudgetSnapshot, UsageRecord, UsageReport, WindowState
     from nebo_core.chat_stream import AsyncChatStream, ChatStream
     from nebo_core.client import AsyncNeboClient, NeboClient
+    from nebo_core.embeddings import MAX_EMBEDDING_BATCH
     from nebo_core.errors import (
         NeboAuthenticationError,
         NeboBadRequestError,
@@ -31,9 +32,8 @@ if TYPE_CHECKING:
     )
     from nebo_core.models import ModelSpec, get_model
     from nebo_core.openai_compat import async_openai_client, openai_client
-    from nebo_core.embeddings import MAX_EMBEDDING_BATCH
-    from nebo_core.provider import NeboProvider
     from nebo_core.policy import BudgetPolicy, CallPlan, Decision, Go, Refuse, Wait, default_policy
+    from nebo_core.provider import NeboProvider
     from nebo_core.results import ChatCompletion, EmbeddingResult
     from nebo_core.retry import RetryPolicy
     from nebo_core.settings import NeboSettings, Secret
@@ -93,7 +93,6 @@ _EXPORTS = {
 
 __all__ = [
     "MAX_EMBEDDING_BATCH",
-    "NeboProvider",
     "AsyncChatStream",
     "AsyncNeboClient",
     "AsyncNeboTransport",
@@ -116,6 +115,7 @@ __all__ = [
     "NeboConnectionError",
     "NeboContextLengthError",
     "NeboError",
+    "NeboProvider",
     "NeboRateLimited",
     "NeboSettings",
     "NeboStreamError",

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Mapping
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -125,6 +126,8 @@ def openai_client(
     nebo_transport = sync_cls(transport, sleep=sleep, **kwargs)
     http_client = openai_mod.DefaultHttpxClient(transport=nebo_transport, follow_redirects=False)
     client: openai.OpenAI = openai_mod.OpenAI(**_sdk_kwargs(kwargs["settings"], openai_kwargs, http_client))
+    # Like NeboClient: a client dropped without close() still closes its connections.
+    weakref.finalize(client, http_client.close)
     return client
 
 

@@ -4,9 +4,8 @@ Both adapters (``ChatNebo``/``NeboEmbeddings``, ``Nebo``/``NeboEmbedding``) hold
 resolved settings, the tracker and policy every call shares, the sync client (built on
 first use), and one async client per event loop. httpx's async connections belong to the
 loop that opened them, and framework users often call ``asyncio.run`` again and again, so
-each loop gets its own client, and it is closed when that loop shuts down (``asyncio.run``
-finalizes async generators before closing its loop; a parked one closes the client) or
-when the provider is dropped. The pickling rule lives here too: the token never pickles,
+each loop gets its own client, closed on that loop when it ends (see ``nebo_core._loops``).
+The pickling rule lives here too: the token never pickles,
 so an unpickled copy (a worker process) re-reads ``NEBO_API_KEY`` on first use.
 """
 
@@ -16,11 +15,11 @@ import asyncio
 import os
 import threading
 import weakref
-from collections.abc import AsyncGenerator
 from typing import Any
 
 import httpx
 
+from nebo_core._loops import close_with_loop
 from nebo_core.client import AsyncNeboClient, NeboClient
 from nebo_core.errors import NeboConfigurationError
 from nebo_core.policy import BudgetPolicy, default_policy
@@ -29,14 +28,6 @@ from nebo_core.tracker import BudgetTracker, default_tracker
 
 _PICKLED_FIELDS = ("base_url", "timeout", "max_retries", "bot_id", "lane", "purpose")
 """Settings a pickle keeps; secrets (the token, the provider key) never pickle."""
-
-
-async def _closer(client: AsyncNeboClient) -> AsyncGenerator[None, None]:
-    """Parked on its loop; the loop's shutdown (``shutdown_asyncgens``) runs the ``finally``."""
-    try:
-        yield
-    finally:
-        await client.aclose()
 
 
 class NeboProvider:
@@ -145,15 +136,8 @@ class NeboProvider:
         client = AsyncNeboClient(
             settings=self.settings, tracker=self.tracker, policy=self.policy, http_client=self._http_async
         )
-        closer = None
-        if self._http_async is None:
-            # Parked at its yield, registered with this loop's async generators: the loop's shutdown,
-            # or the generator being dropped with this provider, closes the client on its own loop.
-            closer = _closer(client)
-            try:
-                closer.asend(None).send(None)
-            except StopIteration:
-                pass
+        # Closed on its own loop when that loop ends (a client you passed in stays yours).
+        closer = close_with_loop(loop, client.aclose) if self._http_async is None else None
         self._loops = {k: v for k, v in self._loops.items() if _alive(v[0])}
         self._loops[id(loop)] = (weakref.ref(loop), client, closer)
         return client

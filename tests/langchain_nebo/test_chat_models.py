@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -29,11 +30,23 @@ def lookup_city(city: str) -> str:
     return f"{city} has a river."
 
 
+_OPEN: list[httpx.Client] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_user_clients() -> Iterator[None]:
+    """A client the user passes in is the user's to close (the model never closes it)."""
+    yield
+    while _OPEN:
+        _OPEN.pop().close()
+
+
 def _capturing_client(sent: list[dict[str, Any]]) -> httpx.Client:
     def hook(request: httpx.Request) -> None:
         sent.append(json.loads(request.content))
 
-    return httpx.Client(event_hooks={"request": [hook]})
+    _OPEN.append(httpx.Client(event_hooks={"request": [hook]}))
+    return _OPEN[-1]
 
 
 def test_invoke_carries_usage_routed_model_and_budget(connect: dict[str, Any], emu: Any) -> None:
@@ -217,9 +230,8 @@ def test_per_call_scope_goes_to_the_policy_not_the_server(connect: dict[str, Any
     from nebo_core import BudgetPolicy
 
     sent: list[dict[str, Any]] = []
-    hooks = {"request": [lambda request: sent.append(json.loads(request.content))]}
     policy = BudgetPolicy(max_spend_micro=1_000_000)
-    model = ChatNebo(**{**connect, "policy": policy}, http_client=httpx.Client(event_hooks=hooks))
+    model = ChatNebo(**{**connect, "policy": policy}, http_client=_capturing_client(sent))
     model.invoke("hi", scope="job-42")
     assert policy.spent_micro("job-42") == emu.ledger[-1].cost_micro > 0
     assert len(sent) == 1

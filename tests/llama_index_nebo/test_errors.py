@@ -74,9 +74,10 @@ async def test_rate_limit_waits_with_the_injected_sleep(emu: NeboEmulator) -> No
     async def asleep(seconds: float) -> None:
         sleeps.append(seconds)
 
+    aclient = AsyncNeboClient(api_key=emu.token, base_url=emu.base_url, sleep=asleep)
     llm = Nebo(
         client=NeboClient(api_key=emu.token, base_url=emu.base_url, sleep=sleeps.append),
-        async_client=AsyncNeboClient(api_key=emu.token, base_url=emu.base_url, sleep=asleep),
+        async_client=aclient,  # yours to close: the model never closes a client you pass in
     )
     emu.inject("429", retry_after=7)
     assert llm.complete("Context: it is 7.\nQuestion: what is it?").text
@@ -84,6 +85,7 @@ async def test_rate_limit_waits_with_the_injected_sleep(emu: NeboEmulator) -> No
     assert (await llm.acomplete("Context: it is 7.\nQuestion: what is it?")).text
     assert len(sleeps) == 2
     assert all(7.0 <= s <= 7.1 for s in sleeps)
+    await aclient.aclose()
 
 
 def test_rate_limit_surfaces_when_retries_are_off(emu: NeboEmulator, conn: dict[str, Any]) -> None:

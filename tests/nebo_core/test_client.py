@@ -333,7 +333,8 @@ def test_stream_is_open_when_returned_and_closing_early_records_what_was_seen(nb
     client = nb.client(fake)
     with client.stream_chat(BODY) as stream:
         assert len(fake.requests) == 1  # opened (and read ahead to its first chunk) before iteration
-    assert stream.usage is not None and stream.usage.complete is False
+    assert stream.usage is not None
+    assert stream.usage.complete is False
 
 
 # --- embeddings ----------------------------------------------------------------------------

@@ -175,6 +175,7 @@ MAY_IMPORT = {
     "nebo_cli": {"nebo_core", "nebo_emulator", "nebo_demo"},
 }
 
+
 # removed by the engine rewrite
 def sources(package: str) -> Iterator[tuple[str, ast.Module]]:
     """Each module of ``package`` as (path relative to the repo, syntax tree)."""

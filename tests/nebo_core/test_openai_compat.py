@@ -597,6 +597,10 @@ async def test_emulator_end_to_end(nebo_emulator: Any, is_async: bool) -> None:
     assert totals.total.cost_micro == nebo_emulator.ledger_total_micro()
     assert tracker.snapshot is not None
     assert tracker.snapshot.session.remaining_micro is not None
+    if is_async:
+        await client.close()
+    else:
+        client.close()
 
 
 @emulator_only
@@ -606,7 +610,7 @@ def test_emulator_budget_429_is_not_retried(nebo_emulator: Any) -> None:
     )
     nebo_emulator.inject("usage_limit")
     before = nebo_emulator.requests
-    with pytest.raises(openai.RateLimitError):
+    with client, pytest.raises(openai.RateLimitError):
         client.chat.completions.create(model="auto", messages=[{"role": "user", "content": "hi"}])
     assert nebo_emulator.requests - before == 1
 
