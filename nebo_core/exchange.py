@@ -31,6 +31,7 @@ from nebo_core import wire
 from nebo_core.budget import BudgetSnapshot, CallKind, UsageRecord
 from nebo_core.errors import (
     NeboBudgetExhausted,
+    NeboConfigurationError,
     NeboConnectionError,
     NeboError,
     NeboTimeoutError,
@@ -266,6 +267,16 @@ class Exchange:
         prior = self.tracker.snapshot_for(self.account)
         self.tracker.observe(snapshot)
         self.response = _Response(status, headers, snapshot, prior)
+        if 300 <= status < 400:
+            return self._failed(
+                NeboConfigurationError(
+                    f"Nebo answered HTTP {status}, redirecting to {headers.get('location')!r}; redirects are "
+                    "never followed (they would carry your token elsewhere): set base_url to the final URL "
+                    "if you trust it",
+                    status=status,
+                    snapshot=snapshot,
+                )
+            )
         if status >= 400 or not self.call.stream:
             return READ_BODY
         if content_type is not None and not content_type.startswith("text/event-stream"):

@@ -353,7 +353,7 @@ class BudgetPolicy:
             last = f" The last answer was: {error.message}" if error is not None else ""
             return Refuse(
                 NeboBudgetExhausted(
-                    f"gave up on this call after {self.max_steps} budget decisions (waits and fallbacks) "
+                    f"gave up on this call after {plan.step} budget decisions (waits, fallbacks, 429s) "
                     f"without room to send it; raise max_steps or max_wait, or top up.{last}",
                     window=error.window if error is not None else None,
                     reset_at=error.reset_at if error is not None else None,
