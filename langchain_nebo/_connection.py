@@ -17,21 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr
 from typing_extensions import Self
 
 from nebo_core import AsyncNeboClient, BudgetPolicy, BudgetTracker, NeboClient, NeboProvider, NeboSettings
+from nebo_core.settings import SETTINGS_FIELDS
 
-_CONNECTION_FIELDS = {
-    "api_key",
-    "base_url",
-    "timeout",
-    "max_retries",
-    "provider_api_key",
-    "bot_id",
-    "lane",
-    "purpose",
-    "tracker",
-    "policy",
-    "http_client",
-    "http_async_client",
-}
+_CONNECTION_FIELDS = {*SETTINGS_FIELDS, "tracker", "policy", "http_client", "http_async_client"}
 
 
 class NeboConnection(BaseModel):

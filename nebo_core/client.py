@@ -77,6 +77,7 @@ class BaseClient:
         self.retry = retry or RetryPolicy(max_retries=settings.max_retries)
         self.account = settings.account
         self._headers = wire.request_headers(settings)
+        self._own_http = True
 
     def __repr__(self) -> str:
         settings = self.__dict__.get("settings")
@@ -114,13 +115,14 @@ class BaseClient:
         if ex.call.stream:
             headers["Accept"] = "text/event-stream"
         total = send.timeout if send.timeout is not None else self.settings.timeout
-        return http.build_request(
-            ex.call.method,
-            self.settings.base_url + ex.call.path,
-            content=send.content,
-            headers=headers,
-            timeout=httpx.Timeout(total, connect=connect_timeout(total)),
-        )
+        timeout = httpx.Timeout(total, connect=connect_timeout(total))
+        url = self.settings.base_url + ex.call.path
+        if self._own_http:  # nothing of the user's to merge: skip build_request's merging (hot path)
+            extensions = {"timeout": timeout.as_dict()}
+            return httpx.Request(
+                ex.call.method, url, content=send.content, headers=headers, extensions=extensions
+            )
+        return http.build_request(ex.call.method, url, content=send.content, headers=headers, timeout=timeout)
 
     # -- results out ----------------------------------------------------------------------
 

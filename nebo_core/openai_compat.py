@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from nebo_core.errors import NeboConfigurationError
 from nebo_core.policy import BudgetPolicy
 from nebo_core.retry import RetryPolicy
-from nebo_core.settings import NeboSettings, Secret
+from nebo_core.settings import SETTINGS_FIELDS, NeboSettings
 from nebo_core.tracker import BudgetTracker
 from nebo_core.transport import transport_classes
 
@@ -70,28 +70,16 @@ def _sdk_kwargs(settings: NeboSettings, openai_kwargs: Mapping[str, Any], http_c
     }
 
 
-def _transport_kwargs(
-    settings: NeboSettings | None,
-    tracker: BudgetTracker | None,
-    policy: BudgetPolicy | None,
-    retry: RetryPolicy | None,
-    scope: str | None,
-    fields: dict[str, Any],
-) -> dict[str, Any]:
-    resolved = settings if settings is not None else NeboSettings.resolve(**fields)
-    return {"settings": resolved, "tracker": tracker, "policy": policy, "retry": retry, "scope": scope}
+def _parts(settings: NeboSettings | None, kwargs: dict[str, Any]) -> tuple[NeboSettings, dict[str, Any]]:
+    """The Nebo settings and the SDK's own keywords, from one keyword set (pure)."""
+    fields = {k: kwargs.pop(k) for k in SETTINGS_FIELDS if k in kwargs}
+    if settings is not None and any(v is not None for v in fields.values()):
+        raise NeboConfigurationError(f"pass either settings= or the fields {sorted(fields)}, not both")
+    return (settings if settings is not None else NeboSettings.resolve(**fields)), kwargs
 
 
 def openai_client(
     *,
-    api_key: str | Secret | None = None,
-    base_url: str | None = None,
-    timeout: float | None = None,
-    max_retries: int | None = None,
-    provider_api_key: str | Secret | None = None,
-    bot_id: str | None = None,
-    lane: str | None = None,
-    purpose: str | None = None,
     settings: NeboSettings | None = None,
     tracker: BudgetTracker | None = None,
     policy: BudgetPolicy | None = None,
@@ -99,33 +87,28 @@ def openai_client(
     retry: RetryPolicy | None = None,
     transport: Any = None,
     sleep: Callable[[float], None] = time.sleep,
-    **openai_kwargs: Any,
+    **kwargs: Any,
 ) -> openai.OpenAI:
     """An ``openai.OpenAI`` pointed at Nebo, with the same budget behaviour as ``NeboClient``.
 
-    Every request runs through :class:`~nebo_core.transport.NeboTransport`: the budget
-    ``policy`` (caps, waits, fallback; a refusal reaches the SDK as a 429), the one retry
-    layer, usage records in ``tracker``, stream repair. A call's scope is ``scope=``, or the
-    ``X-Nebo-Scope`` header (``extra_headers=`` per call). ``transport`` is the inner transport
-    of the SDK's HTTP library (``httpx.HTTPTransport`` on openai 2.x, ``httpx2.HTTPTransport``
-    on 3.x; a ``MockTransport`` in tests). Other keyword arguments go to ``openai.OpenAI``.
+    Nebo settings come as keywords (``api_key``, ``base_url``, ``timeout``, ``max_retries``,
+    ``provider_api_key``, ``bot_id``, ``lane``, ``purpose``; else the ``NEBO_*`` variables)
+    or as ``settings=``; every other keyword (``default_headers``, ``organization``...) goes
+    to ``openai.OpenAI``. Every request runs through :class:`~nebo_core.transport.NeboTransport`:
+    the budget ``policy`` (caps, waits, fallback; a refusal reaches the SDK as a 429), the one
+    retry layer, usage records in ``tracker``, stream repair. A call's scope is ``scope=``, or
+    the ``X-Nebo-Scope`` header (``extra_headers=`` per call). ``transport`` is the inner
+    transport of the SDK's HTTP library (``httpx.HTTPTransport`` on openai 2.x,
+    ``httpx2.HTTPTransport`` on 3.x; a ``MockTransport`` in tests).
     """
     openai_mod = _import_openai()
-    fields = {
-        "api_key": api_key,
-        "base_url": base_url,
-        "timeout": timeout,
-        "max_retries": max_retries,
-        "provider_api_key": provider_api_key,
-        "bot_id": bot_id,
-        "lane": lane,
-        "purpose": purpose,
-    }
-    kwargs = _transport_kwargs(settings, tracker, policy, retry, scope, fields)
+    resolved, openai_kwargs = _parts(settings, kwargs)
     sync_cls, _ = transport_classes(http_module(openai_mod))
-    nebo_transport = sync_cls(transport, sleep=sleep, **kwargs)
+    nebo_transport = sync_cls(
+        transport, sleep=sleep, settings=resolved, tracker=tracker, policy=policy, retry=retry, scope=scope
+    )
     http_client = openai_mod.DefaultHttpxClient(transport=nebo_transport, follow_redirects=False)
-    client: openai.OpenAI = openai_mod.OpenAI(**_sdk_kwargs(kwargs["settings"], openai_kwargs, http_client))
+    client: openai.OpenAI = openai_mod.OpenAI(**_sdk_kwargs(resolved, openai_kwargs, http_client))
     # Like NeboClient: a client dropped without close() still closes its connections.
     weakref.finalize(client, http_client.close)
     return client
@@ -133,14 +116,6 @@ def openai_client(
 
 def async_openai_client(
     *,
-    api_key: str | Secret | None = None,
-    base_url: str | None = None,
-    timeout: float | None = None,
-    max_retries: int | None = None,
-    provider_api_key: str | Secret | None = None,
-    bot_id: str | None = None,
-    lane: str | None = None,
-    purpose: str | None = None,
     settings: NeboSettings | None = None,
     tracker: BudgetTracker | None = None,
     policy: BudgetPolicy | None = None,
@@ -148,25 +123,15 @@ def async_openai_client(
     retry: RetryPolicy | None = None,
     transport: Any = None,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-    **openai_kwargs: Any,
+    **kwargs: Any,
 ) -> openai.AsyncOpenAI:
     """The async twin of :func:`openai_client`: an ``openai.AsyncOpenAI`` pointed at Nebo."""
     openai_mod = _import_openai()
-    fields = {
-        "api_key": api_key,
-        "base_url": base_url,
-        "timeout": timeout,
-        "max_retries": max_retries,
-        "provider_api_key": provider_api_key,
-        "bot_id": bot_id,
-        "lane": lane,
-        "purpose": purpose,
-    }
-    kwargs = _transport_kwargs(settings, tracker, policy, retry, scope, fields)
+    resolved, openai_kwargs = _parts(settings, kwargs)
     _, async_cls = transport_classes(http_module(openai_mod))
-    nebo_transport = async_cls(transport, sleep=sleep, **kwargs)
-    http_client = openai_mod.DefaultAsyncHttpxClient(transport=nebo_transport, follow_redirects=False)
-    client: openai.AsyncOpenAI = openai_mod.AsyncOpenAI(
-        **_sdk_kwargs(kwargs["settings"], openai_kwargs, http_client)
+    nebo_transport = async_cls(
+        transport, sleep=sleep, settings=resolved, tracker=tracker, policy=policy, retry=retry, scope=scope
     )
+    http_client = openai_mod.DefaultAsyncHttpxClient(transport=nebo_transport, follow_redirects=False)
+    client: openai.AsyncOpenAI = openai_mod.AsyncOpenAI(**_sdk_kwargs(resolved, openai_kwargs, http_client))
     return client

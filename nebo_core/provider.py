@@ -56,8 +56,11 @@ class NeboProvider:
             settings if settings is not None else NeboSettings.resolve(**settings_kwargs)
         )
         self._pickled: dict[str, Any] = {}
-        self.tracker = tracker or (given.tracker if given is not None else None) or default_tracker()
-        self.policy = policy or (given.policy if given is not None else None) or default_policy()
+        if given is not None:
+            tracker = tracker if tracker is not None else given.tracker
+            policy = policy if policy is not None else given.policy
+        self.tracker = tracker if tracker is not None else default_tracker()
+        self.policy = policy if policy is not None else default_policy()
         self._http = http_client
         self._http_async = http_async_client
         self._sync = client
@@ -66,7 +69,8 @@ class NeboProvider:
         self._lock = threading.RLock()
 
     def __repr__(self) -> str:
-        return f"NeboProvider(base_url={self.settings.base_url!r})"
+        url = self._settings.base_url if self._settings is not None else self._pickled.get("base_url")
+        return f"NeboProvider(base_url={url!r})"
 
     # -- settings and pickling ------------------------------------------------------------
 

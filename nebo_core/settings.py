@@ -38,6 +38,18 @@ ENV_BOT_ID = "NEBO_BOT_ID"
 ENV_LANE = "NEBO_LANE"
 ENV_PURPOSE = "NEBO_PURPOSE"
 
+SETTINGS_FIELDS = (
+    "api_key",
+    "base_url",
+    "timeout",
+    "max_retries",
+    "provider_api_key",
+    "bot_id",
+    "lane",
+    "purpose",
+)
+"""The connection fields a user may pass as keywords (``default_headers`` aside): what ``resolve`` takes."""
+
 LANES = frozenset({"main", "events", "subagent", "heartbeat", "comm"})
 
 
