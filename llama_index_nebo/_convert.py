@@ -25,7 +25,7 @@ from llama_index.core.base.llms.types import (
 from llama_index.core.llms.llm import ToolSelection
 from pydantic import BaseModel
 
-from nebo_core import BudgetSnapshot, UsageRecord, wire
+from nebo_core import BudgetSnapshot, NeboConfigurationError, UsageRecord, wire
 from nebo_core.budget import call_metadata
 
 if TYPE_CHECKING:
@@ -115,6 +115,17 @@ def to_openai_message(message: ChatMessage) -> dict[str, Any]:
 
 def to_openai_messages(messages: Sequence[ChatMessage]) -> list[dict[str, Any]]:
     """LlamaIndex messages as OpenAI chat message dicts."""
+    if isinstance(messages, (str, ChatMessage)) or not isinstance(messages, Sequence):
+        raise NeboConfigurationError(
+            f"messages must be a list of ChatMessage, got {type(messages).__name__}; "
+            "e.g. [ChatMessage(role='user', content='hi')]"
+        )
+    bad = next((i for i, m in enumerate(messages) if not isinstance(m, ChatMessage)), None)
+    if bad is not None:
+        raise NeboConfigurationError(
+            f"messages must be ChatMessage objects; item {bad} is {type(messages[bad]).__name__} "
+            "(build it with ChatMessage(role=..., content=...))"
+        )
     return [to_openai_message(m) for m in messages]
 
 

@@ -25,12 +25,13 @@ from nebo_core import embeddings, wire
 from nebo_core.budget import CallKind, UsageReport
 from nebo_core.chat_stream import AsyncChatStream, ChatStream
 from nebo_core.embeddings import Batch
+from nebo_core.errors import NeboConfigurationError
 from nebo_core.exchange import Call, Exchange, Send
 from nebo_core.models import DEFAULT_EMBEDDING_MODEL
 from nebo_core.policy import BudgetPolicy, default_policy
 from nebo_core.results import ChatCompletion, EmbeddingResult
 from nebo_core.retry import RetryPolicy
-from nebo_core.settings import NeboSettings, Secret
+from nebo_core.settings import NeboSettings, Secret, check_retries, check_timeout
 from nebo_core.tracker import BudgetTracker, default_tracker
 from nebo_core.transport import adrive, connect_timeout, drive
 
@@ -76,7 +77,6 @@ class BaseClient:
         self.policy.attach(self.tracker)
         self.retry = retry or RetryPolicy(max_retries=settings.max_retries)
         self.account = settings.account
-        self._headers = wire.request_headers(settings)
         self._own_http = True
 
     def __repr__(self) -> str:
@@ -97,7 +97,13 @@ class BaseClient:
         timeout: float | None = None,
         max_retries: int | None = None,
     ) -> Exchange:
-        retry = None if max_retries is None else replace(self.retry, max_retries=max_retries)
+        if body is not None and not isinstance(body, Mapping):
+            raise NeboConfigurationError(
+                f"the request body must be a dict (an OpenAI request body such as "
+                f"{{'messages': [{{'role': 'user', 'content': 'hi'}}]}}), got {type(body).__name__}"
+            )
+        timeout = None if timeout is None else check_timeout(timeout)
+        retry = None if max_retries is None else replace(self.retry, max_retries=check_retries(max_retries))
         call = Call(method, path, body, kind, stream=stream, scope=scope, timeout=timeout, retry=retry)
         return Exchange(
             call,
@@ -106,10 +112,11 @@ class BaseClient:
             retry=self.retry,
             account=self.account,
             timeout=self.settings.timeout,
+            secrets=self.settings.secrets,
         )
 
     def _build(self, http: httpx.Client | httpx.AsyncClient, ex: Exchange, send: Send) -> httpx.Request:
-        headers = dict(self._headers)
+        headers = wire.request_headers(self.settings)  # secrets stay in Secret until the request is built
         if send.content is not None:
             headers["Content-Type"] = "application/json"
         if ex.call.stream:

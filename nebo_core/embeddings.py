@@ -24,7 +24,16 @@ def batches(texts: Sequence[str] | str, size: int) -> list[tuple[int, list[str]]
     """``(offset, batch)`` pairs covering ``texts`` in order (one string counts as one text)."""
     if isinstance(texts, str):
         texts = [texts]  # not one text per character
-    if size < 1:
+    if not isinstance(texts, Sequence):
+        raise NeboConfigurationError(
+            f"texts to embed must be a string or a list of strings, got {type(texts).__name__}"
+        )
+    bad = next((i for i, t in enumerate(texts) if not isinstance(t, str)), None)
+    if bad is not None:
+        raise NeboConfigurationError(
+            f"texts to embed must be strings; item {bad} is {type(texts[bad]).__name__}"
+        )
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
         raise NeboConfigurationError(f"embedding batch size must be >= 1, got {size}")
     size = min(size, MAX_EMBEDDING_BATCH)
     return [(i, list(texts[i : i + size])) for i in range(0, len(texts), size)]

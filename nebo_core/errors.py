@@ -156,6 +156,35 @@ class NeboStreamTruncated(NeboStreamError):
         self.partial = partial or {}
 
 
+def scrub_error(error: NeboError, secrets: tuple[str, ...]) -> NeboError:
+    """Remove ``secrets`` from what the server put into ``error`` (message and body), in place.
+
+    A gateway may echo the request's ``Authorization`` or ``X-Provider-API-Key`` header in
+    an error message; that text must not reach ``str(err)``, a pickle or a traceback."""
+    if not secrets:
+        return error
+
+    def clean(value: Any) -> Any:
+        if isinstance(value, str):
+            for secret in secrets:
+                if secret in value:
+                    value = value.replace(secret, "***")
+            return value
+        if isinstance(value, dict):
+            return {clean(k): clean(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [clean(v) for v in value]
+        return value
+
+    error.message = clean(error.message)
+    error.args = (error.message,)
+    error.body = clean(error.body)
+    partial = getattr(error, "partial", None)
+    if partial:
+        error.partial = clean(partial)  # type: ignore[attr-defined]
+    return error
+
+
 __all__ = [
     "NeboAuthenticationError",
     "NeboBadRequestError",

@@ -36,6 +36,7 @@ from nebo_core.errors import (
     NeboError,
     NeboTimeoutError,
     NeboUpstreamError,
+    scrub_error,
 )
 from nebo_core.policy import BudgetPolicy, CallPlan, Decision, Go, Wait
 from nebo_core.retry import RetryPolicy
@@ -86,6 +87,17 @@ def payload(call: Call, model: str) -> bytes | None:
     """The JSON body to send for ``call`` with ``model`` chosen (chat bodies made Nebo-safe)."""
     if call.body is None:
         return None
+    try:
+        return _encode(call, model)
+    except (TypeError, ValueError) as exc:
+        raise NeboConfigurationError(
+            f"the request body cannot be sent as JSON ({exc}); pass only str, int, float, bool, None, "
+            "lists and dicts (convert other objects first)"
+        ) from None
+
+
+def _encode(call: Call, model: str) -> bytes:
+    assert call.body is not None
     if call.kind == "chat":
         body: dict[str, Any] = wire.prepare_chat_body({**call.body, "model": model}, stream=call.stream)
         if call.stream:
@@ -178,9 +190,12 @@ class Result:
 class _Response:
     status: int = 0
     headers: Mapping[str, str] = field(default_factory=dict)
+    """Lower-cased, as a plain dict."""
     snapshot: BudgetSnapshot | None = None
     prior: BudgetSnapshot | None = None
     content: bytes | None = None
+    raw_headers: Any = None
+    """As received (an httpx ``Headers``, kept for drivers that hand the response on)."""
 
 
 class Exchange:
@@ -195,8 +210,11 @@ class Exchange:
         retry: RetryPolicy,
         account: str | None,
         timeout: float | None = None,
+        secrets: tuple[str, ...] = (),
     ) -> None:
         self.call = call
+        self.secrets = secrets
+        """Scrubbed from every error built from what the server sent (it may echo our headers)."""
         self.tracker = tracker
         self.policy = policy
         self.retry = call.retry or retry
@@ -261,12 +279,13 @@ class Exchange:
 
     # -- responses ------------------------------------------------------------------------
 
-    def head(self, status: int, headers: Mapping[str, str], content_type: str | None = None) -> Action:
+    def head(self, status: int, raw_headers: Mapping[str, str], content_type: str | None = None) -> Action:
         """A response's status and headers: recorded into the tracker, whatever they say."""
+        headers = wire.plain_headers(raw_headers)  # read once: an httpx Headers lookup is O(n)
         snapshot = wire.parse_budget_headers(headers, account=self.account)
         prior = self.tracker.snapshot_for(self.account)
         self.tracker.observe(snapshot)
-        self.response = _Response(status, headers, snapshot, prior)
+        self.response = _Response(status, headers, snapshot, prior, raw_headers=raw_headers)
         if 300 <= status < 400:
             return self._failed(
                 NeboConfigurationError(
@@ -298,7 +317,7 @@ class Exchange:
         except NeboError as err:
             return self._failed(err)
         self.result = Result(
-            r.status, r.headers, content, data, r.snapshot, record, wire.request_id_from(r.headers)
+            r.status, r.raw_headers, content, data, r.snapshot, record, wire.request_id_from(r.headers)
         )
         if self.governed and self.decision is not None:
             return self._later(Settle(self.decision, record), DONE)
@@ -365,7 +384,7 @@ class Exchange:
         return self._failed(cls(f"the connection to Nebo {kind}: {type(exc).__name__}: {exc}"))
 
     def _failed(self, error: NeboError) -> Action:
-        self.error = error
+        self.error = error = scrub_error(error, self.secrets)
         if isinstance(error, NeboBudgetExhausted) and self.governed:
             self.plan = replace(self.plan, model=self.model, step=self.plan.step + 1)
             return self._settle_then(None, Decide(self.plan, error))
@@ -408,7 +427,14 @@ class Exchange:
     def feed_line(self, line: str) -> list[Chunk]:
         """One line of the stream: the standard chunks it completes (raises in-stream errors)."""
         data = self._decoder.feed_line(line)
-        return self.state.feed_data(data) if data is not None else []
+        if data is None:
+            return []
+        try:
+            if self._decoder.event == "error":  # whatever its data looks like, it ends the stream
+                raise wire.error_from_event_data(data, self.state.snapshot, self.state.request_id)
+            return self.state.feed_data(data)
+        except NeboError as err:
+            raise scrub_error(err, self.secrets) from None
 
     def end(self) -> list[Chunk]:
         """The end of the body (or of the stream): the final usage chunk, or the truncation error."""
@@ -416,11 +442,14 @@ class Exchange:
             return []
         self.ended = True
         out: list[Chunk] = []
-        if not self.state.done:
-            data = self._decoder.flush()
-            if data is not None:
-                out = self.state.feed_data(data)
-        return out + self.state.finish()
+        try:
+            if not self.state.done:
+                data = self._decoder.flush()
+                if data is not None:
+                    out = self.state.feed_data(data)
+            return out + self.state.finish()
+        except NeboError as err:
+            raise scrub_error(err, self.secrets) from None
 
     @property
     def finishing(self) -> bool:

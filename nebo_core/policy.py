@@ -119,8 +119,9 @@ def _utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
-UNKNOWN_RESET_TRUST_S = 60.0
-"""How long an exhausted window with no reset time keeps refusing calls up front."""
+EXHAUSTED_TRUST_S = 60.0
+"""How long a reported exhaustion refuses calls up front. After that the next call goes to the
+server again, so a top-up or a plan change is seen within a minute, even with the reset hours away."""
 
 
 def exhausted_error(snapshot: BudgetSnapshot, now: datetime | None = None) -> NeboBudgetExhausted | None:
@@ -136,8 +137,8 @@ def exhausted_error(snapshot: BudgetSnapshot, now: datetime | None = None) -> Ne
     if window.reset_at is not None and window.reset_at <= now:
         return None  # the window has rolled since this snapshot: let the server say
     age = (now - snapshot.observed_at).total_seconds() - skew  # `now` is server time; observed_at ours
-    if window.reset_at is None and age > UNKNOWN_RESET_TRUST_S:
-        return None  # no reset time and an old report: ask the server again rather than block forever
+    if age > EXHAUSTED_TRUST_S:
+        return None  # an old report: ask the server again (a top-up may have refilled the pools)
     when = f"; it resets at {window.reset_at.isoformat()}" if window.reset_at else ""
     return NeboBudgetExhausted(
         f"the Nebo {window.name} budget is exhausted{when}",
@@ -429,7 +430,10 @@ class BudgetPolicy:
         if reset_at is None:
             return error.retry_after
         skew = snapshot.clock_skew() if snapshot is not None else 0.0
-        local_reset = reset_at - timedelta(seconds=skew)
+        try:
+            local_reset = reset_at - timedelta(seconds=skew)
+        except OverflowError:  # a reset near year 9999: as good as never
+            return None
         with self._lock:
             if self._waited_past is None or reset_at > self._waited_past:
                 self._waited_past = reset_at

@@ -136,6 +136,12 @@ def is_loopback(host: str) -> bool:
 
 def _validate_base_url(url: str) -> str:
     parts = urlsplit(url)
+    if parts.username is not None or parts.password is not None:
+        # Never echo the URL: its password would land in logs and tracebacks.
+        raise NeboConfigurationError(
+            f"the base URL carries credentials (user:password@{parts.hostname}); Nebo authenticates with "
+            f"the token (api_key= or {ENV_API_KEY}) alone: remove them from the URL"
+        )
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise NeboConfigurationError(
             f"base URL {url!r} is not an http(s) URL; "
@@ -147,6 +153,24 @@ def _validate_base_url(url: str) -> str:
             "(plain http is allowed only on loopback, e.g. the emulator)"
         )
     return url.rstrip("/")
+
+
+def check_timeout(raw: Any) -> float:
+    """A timeout in seconds, validated like the constructor's (a per-call ``timeout=`` too)."""
+    return _timeout(raw)
+
+
+def check_retries(raw: Any) -> int:
+    """A retry count, validated like the constructor's (a per-call ``max_retries=`` too)."""
+    return _retries(raw)
+
+
+def scrub(text: str, secrets: tuple[str, ...]) -> str:
+    """``text`` with every secret replaced by ``***`` (a server may echo what it was sent)."""
+    for secret in secrets:
+        if secret and secret in text:
+            text = text.replace(secret, "***")
+    return text
 
 
 def _timeout(raw: Any) -> float:
@@ -266,6 +290,12 @@ class NeboSettings:
             },
             claims=claims,
         )
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """The values that must never appear in an error, a log line or a repr."""
+        provider = self.provider_api_key.get_secret_value() if self.provider_api_key is not None else ""
+        return tuple(v for v in (self.api_key.get_secret_value(), provider) if v)
 
     @property
     def account(self) -> str:

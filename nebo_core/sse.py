@@ -23,12 +23,17 @@ DONE = "[DONE]"
 
 
 class SSEDecoder:
-    """Incremental ``text/event-stream`` decoder: feed lines, get each event's data string."""
+    """Incremental ``text/event-stream`` decoder: feed lines, get each event's data string.
 
-    __slots__ = ("_data",)
+    :attr:`event` names the event just returned (``None`` for a plain ``data:`` event), so a
+    reader can tell an ``event: error`` apart whatever its data looks like."""
+
+    __slots__ = ("_data", "_name", "event")
 
     def __init__(self) -> None:
         self._data: list[str] = []
+        self._name: str | None = None
+        self.event: str | None = None
 
     def feed_line(self, line: str) -> str | None:
         """One line (without its newline); returns an event's data when the event is complete."""
@@ -39,10 +44,13 @@ class SSEDecoder:
         name, _, value = line.partition(":")
         if name == "data":
             self._data.append(value[1:] if value.startswith(" ") else value)
+        elif name == "event":
+            self._name = value.strip() or None
         return None
 
     def flush(self) -> str | None:
         """The pending event at end of stream (Nebo may end without a blank line)."""
+        self.event, self._name = self._name, None
         if not self._data:
             return None
         data, self._data = "\n".join(self._data), []

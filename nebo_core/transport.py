@@ -278,8 +278,6 @@ class _TransportBase:
         self.retry = retry or RetryPolicy(max_retries=self.settings.max_retries)
         self.scope = scope
         self._inner = inner
-        self._headers = wire.request_headers(self.settings)
-        self._headers.pop("Accept", None)  # the caller picks JSON or SSE per call
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(base_url={self.settings.base_url!r})"
@@ -293,15 +291,16 @@ class _TransportBase:
             if k.lower() not in ("content-length", SCOPE_HEADER.lower(), "authorization")
         ]
         present = {k.lower() for k, _ in headers}
-        headers += [
-            (k, v) for k, v in self._headers.items() if k.lower() not in present or k == wire.H_AUTHORIZATION
-        ]
+        ours = wire.request_headers(self.settings)  # secrets stay in Secret until a request is built
+        ours.pop("Accept", None)  # the caller picks JSON or SSE per call
+        headers += [(k, v) for k, v in ours.items() if k.lower() not in present or k == wire.H_AUTHORIZATION]
         ex = Exchange(
             call,
             tracker=self.tracker,
             policy=self.policy,
             retry=self.retry,
             account=self.settings.account,
+            secrets=self.settings.secrets,
         )
         return ex, (request, headers), include_usage
 
@@ -328,7 +327,7 @@ class _TransportBase:
             raise ex.cause  # a transport failure stays one (the SDK maps it to its connection error)
         r = ex.response
         if r.content is not None and r.status >= 400:
-            return self._response(request, r.status, r.headers, content=r.content)
+            return self._response(request, r.status, r.raw_headers, content=r.content)
         if isinstance(error, NeboBudgetExhausted):
             return self._response(request, 429, None, json=_error_envelope(error))
         if isinstance(error, NeboStreamError) and ex.call.stream:

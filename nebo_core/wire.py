@@ -7,6 +7,7 @@ tolerant (nebo-api.md: "be tolerant on input"): a missing or garbled value becom
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -16,7 +17,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 from nebo_core import _version
-from nebo_core.budget import BudgetSnapshot, CallKind, UsageRecord, UsageReport, WindowState
+from nebo_core.budget import MAX_CLOCK_SKEW_S, BudgetSnapshot, CallKind, UsageRecord, UsageReport, WindowState
 from nebo_core.errors import (
     NeboAuthenticationError,
     NeboBadRequestError,
@@ -117,7 +118,10 @@ def parse_reset(value: Any, now: datetime) -> datetime | None:
     seconds = parse_int(value)
     if seconds is None or seconds > 10 * 365 * 86400:
         return None
-    return now + timedelta(seconds=seconds)
+    try:
+        return now + timedelta(seconds=seconds)
+    except OverflowError:  # a server date near year 9999: no header value may raise
+        return None
 
 
 _GO_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -170,8 +174,13 @@ def parse_retry_after(value: Any, now: datetime | None = None) -> float | None:
 # --- budget headers ------------------------------------------------------------------------
 
 
-def _lower(headers: Mapping[str, str]) -> dict[str, str]:
+def plain_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """Headers as a plain dict with lower-cased names (read once; later lookups are cheap)."""
     return {str(k).lower(): v for k, v in headers.items()}
+
+
+def _lower(headers: Mapping[str, str]) -> dict[str, str]:
+    return headers if type(headers) is dict and all(k.islower() for k in headers) else plain_headers(headers)
 
 
 def _credit(h: Mapping[str, str], window: str, what: str) -> int | None:
@@ -194,6 +203,9 @@ def parse_budget_headers(
             server_date = None
         if server_date is not None and server_date.tzinfo is None:
             server_date = server_date.replace(tzinfo=timezone.utc)
+    # Seconds-from-now resets count from the server's clock, unless its Date is implausible.
+    plausible = server_date is not None and abs((server_date - now).total_seconds()) <= MAX_CLOCK_SKEW_S
+    base = server_date if plausible and server_date is not None else now
     windows = []
     for name in ("session", "weekly"):
         windows.append(
@@ -201,7 +213,7 @@ def parse_budget_headers(
                 name,  # type: ignore[arg-type]
                 limit_micro=_credit(h, name, "limit"),
                 remaining_micro=_credit(h, name, "remaining"),
-                reset_at=parse_reset(h.get(f"x-ratelimit-{name}-reset"), server_date or now),
+                reset_at=parse_reset(h.get(f"x-ratelimit-{name}-reset"), base),
             )
         )
     pool = h.get("x-budget-active-pool")
@@ -478,6 +490,29 @@ def budget_or_rate_limit(
             (message or "Nebo budget exhausted") + hint, window=window, reset_at=reset_at, **common
         )
     return NeboRateLimited(message or "rate limited by Nebo", retry_after=retry_after, **common)
+
+
+def error_from_event_data(
+    data: str, snapshot: BudgetSnapshot | None = None, request_id: str | None = None
+) -> NeboError:
+    """The typed error for an SSE ``event: error``, whether its data is Nebo's error envelope,
+    a bare ``{"message": ...}`` object, or plain text (never retried unless it says rate limit)."""
+    try:
+        obj: Any = json.loads(data)
+    except ValueError:
+        obj = data
+    if isinstance(obj, dict) and "error" in obj:
+        return error_from_stream_event(obj["error"], snapshot, request_id)
+    if isinstance(obj, dict) and isinstance(obj.get("message"), str):
+        message = obj["message"]
+    else:
+        message = str(obj)[:500]
+    return NeboStreamError(
+        message or "Nebo sent an error event in the stream",
+        body=obj,
+        request_id=request_id,
+        snapshot=snapshot,
+    )
 
 
 def error_from_stream_event(

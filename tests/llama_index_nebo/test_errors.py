@@ -16,7 +16,7 @@ from llama_index_nebo import (
     NeboEmbedding,
     NeboRateLimited,
 )
-from nebo_core import AsyncNeboClient, NeboClient
+from nebo_core import AsyncNeboClient, NeboClient, NeboConfigurationError
 from nebo_emulator import NeboEmulator
 
 HELLO = [ChatMessage(role=MessageRole.USER, content="hello")]
@@ -110,3 +110,12 @@ async def test_agent_stops_with_a_typed_error_when_the_budget_is_gone(
     agent = FunctionAgent(tools=[FunctionTool.from_defaults(price)], llm=llm)
     with pytest.raises(NeboBudgetExhausted):
         await agent.run(user_msg="Use price to look up the Team plan")
+
+
+def test_dict_messages_are_a_configuration_error_before_sending(
+    emu: NeboEmulator, conn: dict[str, Any]
+) -> None:
+    llm = Nebo(**conn)
+    with pytest.raises(NeboConfigurationError, match="item 0 is dict"):
+        llm.chat([{"role": "user", "content": "hi"}])  # type: ignore[list-item]
+    assert emu.requests == 0

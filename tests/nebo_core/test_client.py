@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import pickle
 import threading
 from datetime import datetime, timedelta, timezone
 from types import SimpleNamespace
+from typing import Any
 
 import httpx
 import pytest
@@ -15,7 +17,9 @@ from nebo_core import (
     NeboAuthenticationError,
     NeboBudgetExhausted,
     NeboClient,
+    NeboConfigurationError,
     NeboConnectionError,
+    NeboError,
     NeboRateLimited,
     NeboStreamTruncated,
     NeboUpstreamError,
@@ -638,3 +642,40 @@ def test_embedding_arguments_fail_before_any_request(nb: SimpleNamespace) -> Non
     with pytest.raises(NeboConfigurationError, match="it returns up to 1536"):
         client.embed(["a"], dimensions=5000)
     assert fake.requests == []
+
+
+# --- bad input is a typed error before anything is sent ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("call", "fragment"),
+    [
+        (lambda c: c.chat("hello"), "request body must be a dict"),
+        (lambda c: c.chat({"messages": [{"role": "user", "content": object()}]}), "cannot be sent as JSON"),
+        (lambda c: c.chat(BODY, timeout=-1), "timeout must be"),
+        (lambda c: c.chat(BODY, timeout=float("nan")), "timeout must be"),
+        (lambda c: c.chat(BODY, timeout=0), "timeout must be"),
+        (lambda c: c.chat(BODY, max_retries=-1), "max_retries must be"),
+        (lambda c: c.embed(None), "string or a list of strings"),
+        (lambda c: c.embed(["ok", 3]), "item 1 is int"),
+    ],
+)
+def test_bad_input_is_a_configuration_error_and_nothing_is_sent(
+    nb: SimpleNamespace, call: Any, fragment: str
+) -> None:
+    fake = nb.FakeNebo()
+    with pytest.raises(NeboConfigurationError, match=fragment):
+        call(nb.client(fake))
+    assert fake.requests == []
+
+
+def test_a_token_echoed_by_the_server_never_reaches_the_error(nb: SimpleNamespace) -> None:
+    echoed = f"invalid header Authorization: Bearer {nb.TOKEN} (provider {nb.PROVIDER_KEY})"
+    fake = nb.FakeNebo(httpx.Response(400, json={"error": {"message": echoed}}))
+    client = nb.client(fake, provider_api_key=nb.PROVIDER_KEY)
+    with pytest.raises(NeboError) as info:
+        client.chat(BODY)
+    text = str(info.value) + repr(info.value.body) + repr(pickle.dumps(info.value))
+    assert nb.TOKEN not in text
+    assert nb.PROVIDER_KEY not in text
+    assert "Bearer ***" in str(info.value)

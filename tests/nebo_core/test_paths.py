@@ -29,6 +29,7 @@ from nebo_core import (  # noqa: E402
     NeboBudgetExhausted,
     NeboClient,
     NeboConnectionError,
+    NeboStreamError,
     NeboUpstreamError,
     RetryPolicy,
     async_openai_client,
@@ -146,12 +147,14 @@ NATIVE_ERRORS: dict[str, type[BaseException]] = {
     "auth": NeboAuthenticationError,
     "upstream": NeboUpstreamError,
     "connection": NeboConnectionError,
+    "stream": NeboStreamError,
 }
 SDK_ERRORS: dict[str, type[BaseException]] = {
     "budget": openai.RateLimitError,
     "auth": openai.AuthenticationError,
     "upstream": openai.InternalServerError,
     "connection": openai.APIConnectionError,
+    "stream": openai.APIError,
 }
 
 
@@ -496,3 +499,17 @@ async def test_chat_and_embeddings_each_record_cost_and_snapshot(
     assert chat.snapshot is not None
     assert (chat.snapshot.active_pool, chat.snapshot.weekly.remaining_micro) == ("plan", 40_000_000)
     assert p.tracker.snapshot is emb.snapshot
+
+
+# --- an `event: error` whatever its data: one request, the message kept, no retry -------------
+
+
+async def test_an_error_event_with_a_bare_message_is_a_stream_error_not_a_truncation(
+    connect: Connect,
+) -> None:
+    p = connect(sse(b'event: error\ndata: {"message": "boom"}\n\n'))
+    with pytest.raises(p.errors["stream"]) as info:
+        await p.stream(BODY)
+    assert "boom" in str(info.value)
+    assert p.server.requests == 1
+    assert p.server.sleeps == []

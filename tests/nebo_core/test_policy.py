@@ -13,7 +13,7 @@ import pytest
 from nebo_core import AsyncNeboClient, BudgetTracker, NeboBudgetExhausted, NeboClient
 from nebo_core.budget import BudgetSnapshot, UsageRecord, WindowState
 from nebo_core.errors import NeboConfigurationError
-from nebo_core.policy import BudgetPolicy, CallPlan, Refuse, Wait, default_estimate_micro
+from nebo_core.policy import BudgetPolicy, CallPlan, Go, Refuse, Wait, default_estimate_micro
 from nebo_core.stores import InMemoryBudgetStore
 from nebo_emulator import NeboEmulator
 
@@ -362,3 +362,33 @@ def test_unknown_reset_refusal_lasts_a_minute_whatever_the_server_clock(skew_s: 
     server_now = seen + timedelta(seconds=skew_s)
     assert exhausted_error(snap, server_now + timedelta(seconds=30)) is not None
     assert exhausted_error(snap, server_now + timedelta(seconds=90)) is None
+
+
+def test_a_reset_near_year_9999_with_a_lagging_date_refuses_instead_of_overflowing() -> None:
+    ours = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
+    snapshot = BudgetSnapshot(
+        session=WindowState("session", 1000, 0, datetime(9999, 12, 31, 23, 59, 59, tzinfo=timezone.utc)),
+        observed_at=ours,
+        server_date=ours - timedelta(minutes=30),  # the server's clock lags ours
+    )
+    tracker = BudgetTracker()
+    tracker.observe(snapshot)
+    decision = BudgetPolicy(on_exhausted="wait", clock=lambda: ours).before_call(
+        CallPlan("chat", "gpt-5-nano"), tracker
+    )
+    assert isinstance(decision, Refuse)
+    assert decision.error.window == "session"
+
+
+def test_a_reported_exhaustion_refuses_up_front_for_a_minute_then_asks_the_server_again() -> None:
+    # A top-up is seen: the reset may be hours away, but after a minute the next call goes out.
+    seen = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
+    snapshot = BudgetSnapshot(
+        session=WindowState("session", 1000, 0, seen + timedelta(hours=4)), observed_at=seen
+    )
+    tracker = BudgetTracker()
+    tracker.observe(snapshot)
+    soon = BudgetPolicy(clock=lambda: seen + timedelta(seconds=59))
+    assert isinstance(soon.before_call(CallPlan("chat", "gpt-5-nano"), tracker), Refuse)
+    later = BudgetPolicy(clock=lambda: seen + timedelta(seconds=61))
+    assert isinstance(later.before_call(CallPlan("chat", "gpt-5-nano"), tracker), Go)

@@ -232,3 +232,11 @@ def test_retries_from_the_environment_are_parsed_and_a_bearer_prefix_is_dropped(
     settings = NeboSettings.resolve(environ={"NEBO_API_KEY": "Bearer tok", "NEBO_MAX_RETRIES": "5"})
     assert settings.max_retries == 5
     assert settings.api_key.get_secret_value() == "tok"
+
+
+def test_a_base_url_with_credentials_is_refused_without_echoing_the_password() -> None:
+    with pytest.raises(NeboConfigurationError) as info:
+        NeboSettings.resolve(api_key="k", base_url="https://user:hunter2-SECRET@janus.example.com/v1")
+    assert "credentials" in str(info.value)
+    assert "hunter2-SECRET" not in str(info.value)
+    assert "janus.example.com" in str(info.value)

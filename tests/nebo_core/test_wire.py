@@ -441,3 +441,15 @@ def test_models_body() -> None:
     ]
     assert wire.parse_models_body({"data": "x"}) == []
     assert wire.parse_models_body(None) == []
+
+
+@pytest.mark.parametrize(
+    "date",
+    ["Fri, 31 Dec 9999 23:59:59 GMT", "Mon, 01 Jan 0001 00:00:00 GMT", "Thu, 01 Jan 1970 00:00:00 GMT"],
+)
+def test_dates_at_the_edge_of_time_never_raise(date: str) -> None:
+    # A far-off Date must not overflow a seconds-from-now reset; it is ignored as implausible.
+    snap = wire.parse_budget_headers({"Date": date, "X-RateLimit-Session-Reset": "3600"})
+    assert snap.session.reset_at is not None
+    assert abs((snap.session.reset_at - snap.observed_at).total_seconds() - 3600) < 5
+    assert snap.clock_skew() == 0.0
