@@ -327,7 +327,10 @@ class _TransportBase:
             raise ex.cause  # a transport failure stays one (the SDK maps it to its connection error)
         r = ex.response
         if r.content is not None and r.status >= 400:
-            return self._response(request, r.status, r.raw_headers, content=r.content)
+            content = r.content
+            for secret in ex.secrets:  # a gateway may echo our headers: never hand them on
+                content = content.replace(secret.encode(), b"***")
+            return self._response(request, r.status, r.raw_headers, content=content)
         if isinstance(error, NeboBudgetExhausted):
             return self._response(request, 429, None, json=_error_envelope(error))
         if isinstance(error, NeboStreamError) and ex.call.stream:

@@ -513,3 +513,18 @@ async def test_an_error_event_with_a_bare_message_is_a_stream_error_not_a_trunca
     assert "boom" in str(info.value)
     assert p.server.requests == 1
     assert p.server.sleeps == []
+
+
+# --- a gateway that echoes the token: it never reaches the caller's error --------------------
+
+
+async def test_a_token_echoed_in_an_error_never_reaches_the_caller(connect: Connect) -> None:
+    echo = {"error": {"message": f"bad header Authorization: Bearer {TOKEN}", "type": "invalid_request"}}
+    p = connect(respond(400, echo))
+    with pytest.raises(Exception) as info:
+        await p.chat(BODY)
+    err = info.value
+    text = f"{err} {err!r} {getattr(err, 'body', '')!r} {getattr(err, 'message', '')}"
+    assert TOKEN not in text
+    assert "Bearer ***" in text
+    assert p.server.requests == 1
