@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from nebo_core import __version__
+import nebo_core
 from nebo_core.errors import (
     NeboAuthenticationError,
     NeboBadRequestError,
@@ -243,7 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--version", action="version", version=f"nebo-integrations {__version__}")
+    parser.add_argument("--version", action="version", version=f"nebo-integrations {nebo_core.__version__}")
     _add_globals(parser, suppress=False)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
