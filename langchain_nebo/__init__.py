@@ -10,6 +10,7 @@ from langchain_nebo._callbacks import NeboBudgetCallbackHandler, NeboUsage, Tall
 from langchain_nebo._chat_models import ChatNebo
 from langchain_nebo._embeddings import NeboEmbeddings
 from langchain_nebo._errors import (
+    RETRYABLE_ERRORS,
     NeboAPIError,
     NeboBudgetExhaustedError,
     NeboContextOverflowError,
@@ -42,6 +43,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "RETRYABLE_ERRORS",
     "ChatNebo",
     "NeboAPIError",
     "NeboBudgetCallbackHandler",

@@ -26,7 +26,8 @@ from typing_extensions import Self
 from langchain_nebo import _convert
 from langchain_nebo._callbacks import active_sinks, deliver_partial
 from langchain_nebo._connection import NeboConnection
-from langchain_nebo._errors import translate
+from langchain_nebo._errors import should_retry, translate
+from langchain_nebo._retry import NeboRetry
 from langchain_nebo._structured import structured_output
 from nebo_core import AsyncChatStream, ChatStream, NeboError, wire
 
@@ -244,6 +245,41 @@ class ChatNebo(NeboConnection, BaseChatModel):
             if not finished and stream is not None:
                 await stream.aclose()
                 deliver_partial(sinks, stream.usage)
+
+    # -- retries --------------------------------------------------------------------------
+
+    def with_retry(
+        self,
+        *,
+        retry_if_exception_type: tuple[type[BaseException], ...] | Callable[[BaseException], bool] = (
+            Exception,
+        ),
+        wait_exponential_jitter: bool = True,
+        exponential_jitter_params: Any = None,
+        stop_after_attempt: int = 3,
+    ) -> Runnable[LanguageModelInput, AIMessage]:
+        """LangChain's ``with_retry``, except that an error Nebo marks as final (``is_retryable``
+        False: budget exhausted, authentication, bad request) is never retried or slept for.
+
+        (langchain-core's own ``with_retry`` retries every exception it is given, ignoring
+        ``is_retryable``; for a chain, pass ``retry_if_exception_type=RETRYABLE_ERRORS``.)"""
+        given = retry_if_exception_type
+
+        def retryable(error: BaseException) -> bool:
+            if callable(given) and not isinstance(given, tuple):
+                return should_retry(error, (BaseException,)) and bool(given(error))
+            return should_retry(error, given)
+
+        return NeboRetry(
+            bound=self,
+            kwargs={},
+            config={},
+            retry_exception_types=(Exception,),
+            nebo_retry_if=retryable,
+            wait_exponential_jitter=wait_exponential_jitter,
+            exponential_jitter_params=exponential_jitter_params,
+            max_attempt_number=stop_after_attempt,
+        )
 
     # -- tools and structured output ------------------------------------------------------
 

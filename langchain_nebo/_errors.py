@@ -44,6 +44,7 @@ from nebo_core.errors import (
     NeboRateLimited,
     NeboStreamError,
     NeboStreamTruncated,
+    NeboTimeoutError,
     NeboUpstreamError,
 )
 
@@ -92,7 +93,7 @@ class NeboModelConnectionError(ModelConnectionError, NeboConnectionError):
     is_retryable = True
 
 
-class NeboModelTimeoutError(ModelTimeoutError, NeboConnectionError):
+class NeboModelTimeoutError(ModelTimeoutError, NeboTimeoutError):
     """The request to Nebo timed out."""
 
     is_retryable = True
@@ -129,7 +130,7 @@ def _target(err: NeboError) -> type[NeboError]:
     if isinstance(err, NeboUpstreamError):
         return NeboAPIError
     if isinstance(err, NeboConnectionError):
-        return NeboModelTimeoutError if "timed out" in err.message else NeboModelConnectionError
+        return NeboModelTimeoutError if isinstance(err, NeboTimeoutError) else NeboModelConnectionError
     if isinstance(err, NeboContextLengthError):
         return NeboContextOverflowError
     if isinstance(err, (NeboBadRequestError, NeboConfigurationError)):
@@ -169,3 +170,21 @@ def budget_cap_error(spent_micro: int, cap_micro: int, **fields: Any) -> NeboBud
         code="USAGE_LIMIT_EXCEEDED",
         **fields,
     )
+
+
+RETRYABLE_ERRORS: tuple[type[BaseException], ...] = (
+    NeboRateLimited,
+    NeboUpstreamError,
+    NeboConnectionError,
+    NeboStreamTruncated,
+)
+"""The transient Nebo errors, for a chain's ``with_retry(retry_if_exception_type=RETRYABLE_ERRORS)``:
+a budget, authentication, bad-request or configuration error is never among them."""
+
+
+def should_retry(error: BaseException, types: tuple[type[BaseException], ...]) -> bool:
+    """Whether LangChain's ``with_retry`` may retry ``error``: one of ``types``, and never a Nebo
+    error that says it cannot succeed again (``is_retryable`` False: budget, auth, bad request)."""
+    if isinstance(error, NeboError) and not error.is_retryable:
+        return False
+    return isinstance(error, types)

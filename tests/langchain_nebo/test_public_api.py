@@ -13,6 +13,7 @@ def test_all_is_pinned() -> None:
     assert sorted(langchain_nebo.__all__) == sorted(
         [
             "ChatNebo",
+            "RETRYABLE_ERRORS",
             "NeboAPIError",
             "NeboBudgetCallbackHandler",
             "NeboBudgetExhaustedError",
