@@ -19,7 +19,7 @@ import httpx
 from nebo_core.budget import BudgetSnapshot, UsageRecord
 from nebo_core.exchange import Chunk, Exchange
 from nebo_core.sse import StreamState
-from nebo_core.transport import astream_chunks, stream_chunks
+from nebo_core.transport import aend_stream, astream_chunks, end_stream, stream_chunks
 
 
 class _StreamView:
@@ -95,11 +95,8 @@ class ChatStream(_StreamView):
         if self._closed:
             return
         self._closed = True
-        settle = self._ex.close_stream(complete)
         self._chunks.close()
-        self._response.close()
-        if settle is not None:
-            self._ex.policy.settle(settle.decision, settle.record)
+        end_stream(self._ex, self._response, complete)
 
     def close(self) -> None:
         """Stop reading; usage seen so far is recorded (marked incomplete if unfinished)."""
@@ -140,11 +137,8 @@ class AsyncChatStream(_StreamView):
         if self._closed:
             return
         self._closed = True
-        settle = self._ex.close_stream(complete)
         await self._chunks.aclose()
-        await self._response.aclose()
-        if settle is not None:
-            await self._ex.policy.asettle(settle.decision, settle.record)
+        await aend_stream(self._ex, self._response, complete)
 
     async def aclose(self) -> None:
         """Stop reading; usage seen so far is recorded (marked incomplete if unfinished)."""

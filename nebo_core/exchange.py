@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -229,8 +229,6 @@ class Exchange:
         self.started = time.perf_counter()
         self.response = _Response()
         self.result: Result | None = None
-        self.error: NeboError | None = None
-        """The last failure (kept for drivers that hand the raw response on, like the SDK transport)."""
         self.cause: BaseException | None = None
         """The transport exception behind the last failure (set by the driver; cleared per send)."""
         self.state = StreamState()
@@ -238,7 +236,7 @@ class Exchange:
         self.ended = False
         self.record: UsageRecord | None = None
         self._decoder = SSEDecoder()
-        self._then: Action | None = None
+        self._then: Action | Callable[[], Action] | None = None
         self._closed = False
 
     # -- gate -----------------------------------------------------------------------------
@@ -257,16 +255,15 @@ class Exchange:
         if isinstance(decision, Wait):
             self.plan = replace(self.plan, model=decision.model, step=self.plan.step + 1)
             return self._later(Sleep(decision.seconds), Decide(self.plan))
-        self.error = decision.error
         return Fail(decision.error)
 
     def resume(self) -> Action:
         """The action queued behind a :class:`Sleep` or :class:`Settle`."""
         action, self._then = self._then, None
         assert action is not None, "resume() without a queued action"
-        return action
+        return action() if callable(action) else action
 
-    def _later(self, first: Sleep | Settle, then: Action) -> Action:
+    def _later(self, first: Sleep | Settle, then: Action | Callable[[], Action]) -> Action:
         self._then = then
         return first
 
@@ -384,14 +381,14 @@ class Exchange:
         return self._failed(cls(f"the connection to Nebo {kind}: {type(exc).__name__}: {exc}"))
 
     def _failed(self, error: NeboError) -> Action:
-        self.error = error = scrub_error(error, self.secrets)
+        error = scrub_error(error, self.secrets)
         if isinstance(error, NeboBudgetExhausted) and self.governed:
             self.plan = replace(self.plan, model=self.model, step=self.plan.step + 1)
             return self._settle_then(None, Decide(self.plan, error))
         delay = self.retry.delay(error, self.attempt)
         if delay is not None:
             self.attempt += 1
-            return self._later(Sleep(delay), self._send())
+            return self._later(Sleep(delay), self._send)  # built after the sleep: a fresh "before"
         return self._settle_then(None, Fail(error))
 
     def _settle_then(self, record: UsageRecord | None, then: Action) -> Action:

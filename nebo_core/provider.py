@@ -50,6 +50,13 @@ class NeboProvider:
         **settings_kwargs: Any,
     ) -> None:
         given = client or async_client
+        if (client is not None and http_client is not None) or (
+            async_client is not None and http_async_client is not None
+        ):
+            raise NeboConfigurationError(
+                "pass either a Nebo client (client=/async_client=) or an httpx client for it "
+                "(http_client=/http_async_client=), not both: the httpx client would go unused"
+            )
         if settings is None and given is not None:
             settings = given.settings
         self._settings: NeboSettings | None = (

@@ -215,6 +215,22 @@ async def astream_chunks(
         yield chunk
 
 
+def end_stream(ex: Exchange, response: Any, complete: bool) -> None:
+    """A stream is over or abandoned: record what it showed, close it, settle its reservation."""
+    settle = ex.close_stream(complete)
+    response.close()
+    if settle is not None:
+        ex.policy.settle(settle.decision, settle.record)
+
+
+async def aend_stream(ex: Exchange, response: Any, complete: bool) -> None:
+    """The async twin of :func:`end_stream`."""
+    settle = ex.close_stream(complete)
+    await response.aclose()
+    if settle is not None:
+        await ex.policy.asettle(settle.decision, settle.record)
+
+
 # --- the transports ------------------------------------------------------------------------
 
 SCOPE_HEADER = "X-Nebo-Scope"
@@ -347,12 +363,6 @@ class _TransportBase:
         return self._response(request, result.status, result.headers, content=result.content)
 
 
-def _sse_events(chunks: Iterator[Chunk], include_usage: bool) -> Iterator[bytes]:
-    for chunk in chunks:
-        if include_usage or chunk.get("choices"):
-            yield _sse(chunk)
-
-
 class NeboTransport(_TransportBase, httpx.BaseTransport):
     """An httpx transport that runs every Nebo call through the exchange engine.
 
@@ -429,9 +439,9 @@ class _SyncBody:
     def __iter__(self) -> Iterator[bytes]:
         try:
             try:
-                yield from _sse_events(
-                    stream_chunks(self._ex, self._upstream, self._lines, self._owner._hx), self._usage
-                )
+                for chunk in stream_chunks(self._ex, self._upstream, self._lines, self._owner._hx):
+                    if self._usage or chunk.get("choices"):
+                        yield _sse(chunk)
                 self._complete = True
                 yield _sse(SSE_DONE.encode())
             except NeboError as err:
@@ -440,10 +450,7 @@ class _SyncBody:
             self.close()
 
     def close(self) -> None:
-        settle = self._ex.close_stream(self._complete)
-        self._upstream.close()
-        if settle is not None:
-            self._ex.policy.settle(settle.decision, settle.record)
+        end_stream(self._ex, self._upstream, self._complete)
 
 
 class _AsyncBody:
@@ -469,10 +476,7 @@ class _AsyncBody:
             await self.aclose()
 
     async def aclose(self) -> None:
-        settle = self._ex.close_stream(self._complete)
-        await self._upstream.aclose()
-        if settle is not None:
-            await self._ex.policy.asettle(settle.decision, settle.record)
+        await aend_stream(self._ex, self._upstream, self._complete)
 
 
 # --- binding to httpx2 (openai 3.x) ------------------------------------------------------------

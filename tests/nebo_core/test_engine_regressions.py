@@ -298,3 +298,17 @@ async def test_read_timeout_is_a_timeout_error(path: str) -> None:
         assert isinstance(exc, openai.APITimeoutError)
     assert len(server.requests) == 2  # a timeout is transient: retried once by the one retry layer
     assert server.sleeps == [0.375]
+
+
+def test_a_provider_refuses_an_httpx_client_it_would_not_use() -> None:
+    from nebo_core import NeboConfigurationError as Refused
+    from nebo_core import NeboProvider
+
+    client = NeboClient(api_key=TOKEN, base_url=BASE_URL)
+    http = httpx.Client()
+    try:
+        with pytest.raises(Refused, match="not both"):
+            NeboProvider(client=client, http_client=http)
+    finally:
+        http.close()
+        client.close()
