@@ -18,7 +18,7 @@ MAX_CLOCK_SKEW_S = 3600.0
 """A ``Date`` header further off than this is a broken header, not a skewed clock."""
 
 WindowName = Literal["session", "weekly"]
-CostSource = Literal["server", "headers", "unknown"]
+CostSource = Literal["server", "headers", "estimate", "unknown"]
 CallKind = Literal["chat", "embedding"]
 
 
@@ -195,7 +195,9 @@ class UsageRecord:
     total_tokens: int | None = None
     cost_micro: int | None = None
     cost_source: CostSource = "unknown"
-    """``server``: ``usage.cost_micro``; ``headers``: the drop in session remaining; else unknown."""
+    """``server``: ``usage.cost_micro``; ``headers``: the drop in session remaining; ``estimate``: the
+    call may have been billed but its cost is unknown (a timeout or cut after the request was sent,
+    a stream closed before its usage), so it is charged the budget policy's estimate; else unknown."""
     pool: str | None = None
     latency_s: float | None = None
     streamed: bool = False
@@ -209,6 +211,11 @@ class UsageRecord:
     def cost_dollars(self) -> float | None:
         """:attr:`cost_micro` in dollars."""
         return micro_to_dollars(self.cost_micro)
+
+    @property
+    def uncertain(self) -> bool:
+        """The cost is an estimate charged for a call that may have been billed (never zero)."""
+        return self.cost_source == "estimate"
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict, with the snapshot expanded."""

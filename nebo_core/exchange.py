@@ -34,11 +34,12 @@ from nebo_core.errors import (
     NeboConfigurationError,
     NeboConnectionError,
     NeboError,
+    NeboStreamTruncated,
     NeboTimeoutError,
     NeboUpstreamError,
     scrub_error,
 )
-from nebo_core.policy import BudgetPolicy, CallPlan, Decision, Go, Wait
+from nebo_core.policy import BudgetPolicy, CallPlan, Decision, Go, Wait, default_estimate_micro
 from nebo_core.retry import RetryPolicy
 from nebo_core.sse import SSEDecoder, StreamState
 from nebo_core.tracker import BudgetTracker
@@ -221,7 +222,14 @@ class Exchange:
         self.account = account
         self.timeout = call.timeout if call.timeout is not None else timeout
         self.governed = call.kind is not None
-        self.plan = CallPlan(call.kind or "chat", call.requested, call.scope, account=account)
+        self.plan = CallPlan(
+            call.kind or "chat",
+            call.requested,
+            call.scope,
+            account=account,
+            timeout=self.timeout,
+            body=call.body,
+        )
         self.model = call.requested
         self.decision: Decision | None = None
         self.attempt = 0
@@ -238,6 +246,8 @@ class Exchange:
         self._decoder = SSEDecoder()
         self._then: Action | Callable[[], Action] | None = None
         self._closed = False
+        self._in_flight = False
+        """A request was sent and its outcome is not judged yet: if it fails now, it may have been billed."""
 
     # -- gate -----------------------------------------------------------------------------
 
@@ -250,7 +260,6 @@ class Exchange:
         if isinstance(decision, Go):
             self.decision = decision
             self.model = decision.model
-            self.attempt = 0
             return self._send()
         if isinstance(decision, Wait):
             self.plan = replace(self.plan, model=decision.model, step=self.plan.step + 1)
@@ -268,11 +277,17 @@ class Exchange:
         return first
 
     def _send(self) -> Action:
+        content = payload(self.call, self.model)
         self.before = self.tracker.snapshot_for(self.account)
         self.started = time.perf_counter()
         self.response = _Response()
         self.cause = None
-        return Send(payload(self.call, self.model), self.timeout)
+        self._in_flight = True
+        return Send(content, self.timeout)
+
+    def _again(self) -> Action:
+        """A retry: a governed call asks the budget again (its last reservation is settled)."""
+        return Decide(self.plan) if self.governed else self._send()
 
     # -- responses ------------------------------------------------------------------------
 
@@ -313,6 +328,7 @@ class Exchange:
             record = self._record(data) if self.governed else None
         except NeboError as err:
             return self._failed(err)
+        self._in_flight = False
         self.result = Result(
             r.status, r.raw_headers, content, data, r.snapshot, record, wire.request_id_from(r.headers)
         )
@@ -368,40 +384,93 @@ class Exchange:
             request_id=wire.request_id_from(r.headers),
             scope=self.call.scope,
         )
+        record = self._charged(record)
+        self.tracker.record(record)
+        self.record = record
+        return record
+
+    # -- money: a call that may have been billed is never counted as zero -------------------
+
+    @property
+    def maybe_billed(self) -> bool:
+        """The request went out and no answer ruled a charge out (no response yet, or a 2xx)."""
+        status = self.response.status
+        return self.governed and self._in_flight and (status == 0 or 200 <= status < 300)
+
+    def _estimate(self) -> int:
+        decision = self.decision
+        if isinstance(decision, Go) and decision.reservation is not None:
+            return decision.reservation.amount_micro
+        return default_estimate_micro(self.plan.kind, self.model, self.call.body)
+
+    def _charged(self, record: UsageRecord) -> UsageRecord:
+        """``record``, charged the estimate when its cost is unknown (the ledger may hold it)."""
+        if record.cost_micro is not None or not self.governed:
+            return record
+        return replace(record, cost_micro=self._estimate(), cost_source="estimate")
+
+    def _uncertain(self) -> UsageRecord | None:
+        """The record of an attempt that may have been billed and whose cost is unknown."""
+        if not self.maybe_billed:
+            return None
+        self._in_flight = False
+        record = self._charged(
+            UsageRecord(
+                kind=self.plan.kind,
+                requested_model=self.call.requested,
+                latency_s=time.perf_counter() - self.started,
+                streamed=self.call.stream,
+                complete=False,
+                # The answer's head if one came; else the budget as it stood before the call.
+                snapshot=self.response.snapshot or self.before,
+                scope=self.call.scope,
+            )
+        )
         self.tracker.record(record)
         self.record = record
         return record
 
     # -- failures -------------------------------------------------------------------------
 
-    def transport_error(self, exc: BaseException, *, timed_out: bool) -> Action:
-        """Sending or reading failed below HTTP (connect, read, timeout)."""
+    def transport_error(self, exc: BaseException, *, timed_out: bool, sent: bool = True) -> Action:
+        """Sending or reading failed below HTTP (connect, read, timeout). ``sent`` is False only
+        when the request certainly never reached the server (it could not connect)."""
         cls = NeboTimeoutError if timed_out else NeboConnectionError
         kind = "timed out" if timed_out else "failed"
+        if not sent:
+            self._in_flight = False
         return self._failed(cls(f"the connection to Nebo {kind}: {type(exc).__name__}: {exc}"))
 
     def _failed(self, error: NeboError) -> Action:
         error = scrub_error(error, self.secrets)
+        # A cut or a timeout after the request went out may have been billed: charge the estimate.
+        record = self._uncertain() if isinstance(error, (NeboConnectionError, NeboStreamTruncated)) else None
+        self._in_flight = False
         if isinstance(error, NeboBudgetExhausted) and self.governed:
             self.plan = replace(self.plan, model=self.model, step=self.plan.step + 1)
-            return self._settle_then(None, Decide(self.plan, error))
+            self.attempt = 0
+            return self._settle_then(record, Decide(self.plan, error))
         delay = self.retry.delay(error, self.attempt)
         if delay is not None:
             self.attempt += 1
-            return self._later(Sleep(delay), self._send)  # built after the sleep: a fresh "before"
-        return self._settle_then(None, Fail(error))
+            # Each attempt holds its own reservation: settled now, asked again after the sleep.
+            return self._settle_then(record, lambda: self._later(Sleep(delay), self._again))
+        return self._settle_then(record, Fail(error))
 
-    def _settle_then(self, record: UsageRecord | None, then: Action) -> Action:
+    def _settle_then(self, record: UsageRecord | None, then: Action | Callable[[], Action]) -> Action:
         decision, self.decision = self.decision, None
         if decision is None or not self.governed:
-            return then
+            return then() if callable(then) else then
         return self._later(Settle(decision, record), then)
 
     def abort(self) -> Settle | None:
-        """The caller gave up mid-call (cancelled, interrupted): release what the call holds."""
+        """The caller gave up mid-call (cancelled, interrupted): settle what the call holds,
+        charging the estimate if the request was out (the server may have billed it)."""
+        record = self._uncertain()
+        self._in_flight = False
         decision, self.decision = self.decision, None
         self._then = None
-        return Settle(decision, None) if decision is not None and self.governed else None
+        return Settle(decision, record) if decision is not None and self.governed else None
 
     # -- streams --------------------------------------------------------------------------
 
@@ -475,7 +544,9 @@ class Exchange:
                 request_id=state.request_id,
                 scope=self.call.scope,
             )
+            record = self._charged(record)
             self.tracker.record(record)
             self.record = record
+        self._in_flight = False
         decision, self.decision = self.decision, None
         return Settle(decision, record) if decision is not None and self.governed else None

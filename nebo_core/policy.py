@@ -19,14 +19,14 @@ charged its estimate.
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import weakref
-from collections.abc import Callable, Generator, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Generator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal, TypeVar, cast
 
+from nebo_core import estimate
 from nebo_core.budget import BudgetSnapshot, CallKind, UsageRecord, WindowState
 from nebo_core.errors import NeboBudgetExhausted, NeboConfigurationError
 from nebo_core.models import MODELS, get_model
@@ -42,8 +42,10 @@ WarnCallback = Callable[[WindowState, float, BudgetSnapshot], None]
 GLOBAL_SCOPE = "*"
 """The store key of calls made without a scope."""
 CAP_CODE = "BUDGET_CAP_REACHED"
-_ESTIMATE_TOKENS = {"chat": (4_000, 1_000), "embedding": (8_000, 0)}
-"""Prompt and completion tokens assumed for a model with no observed cost (conservative)."""
+RESERVATION_MARGIN_S = 60.0
+"""Added to a call's timeout for its reservation's time-to-live (retry sleeps, settling)."""
+DEFAULT_RESERVATION_TTL_S = 360.0
+"""A reservation's time-to-live when the call states no timeout (the default timeout + margin)."""
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,10 @@ class CallPlan:
     """How many budget decisions this call has already had (waits, fallbacks)."""
     account: str | None = None
     """The client's ``NeboSettings.account``: whose Nebo budget applies (``None``: the freshest seen)."""
+    timeout: float | None = None
+    """The call's request timeout: its reservation lives that long plus a margin."""
+    body: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
+    """The request body, for estimates read from the request (prompt size, ``max_completion_tokens``)."""
 
 
 @dataclass(frozen=True)
@@ -150,16 +156,10 @@ def exhausted_error(snapshot: BudgetSnapshot, now: datetime | None = None) -> Ne
     )
 
 
-def default_estimate_micro(kind: CallKind, model: str) -> int:
-    """A conservative cost for a call to ``model`` before any has been observed.
-
-    Unknown models and ``auto`` are priced as the most expensive chat model in the table.
-    """
-    prompt, completion = _ESTIMATE_TOKENS[kind]
-    spec = get_model(model)
-    if spec is not None:
-        return spec.cost_micro(prompt, completion)
-    return max(m.cost_micro(prompt, completion) for m in MODELS if m.kind == kind)
+def default_estimate_micro(kind: CallKind, model: str, body: Mapping[str, Any] | None = None) -> int:
+    """A cost for a call to ``model`` before any has been observed, read from its request
+    (:mod:`nebo_core.estimate`). Unknown models and ``auto`` are priced as the dearest model."""
+    return estimate.estimate_micro(kind, model, body)
 
 
 def _price(model: str) -> int | None:
@@ -212,6 +212,9 @@ class BudgetPolicy:
     (caps never reset, so they still raise); ``"fallback"`` moves along ``fallback``
     (a chain of cheaper models, or ``"auto"`` for the next cheaper model in the table).
     ``max_spend_micro`` caps each scope (the call's ``scope=``, else ``scope``).
+    ``reservation_ttl`` is how long a call's hold on a cap outlives a dead worker; by default
+    the call's timeout plus :data:`RESERVATION_MARGIN_S`. A hold that expires unsettled is
+    charged (the call may have been billed), and corrected if its call settles later.
     """
 
     def __init__(
@@ -226,7 +229,7 @@ class BudgetPolicy:
         fallback: Sequence[str] | Literal["auto"] = ("gpt-5-mini", "gpt-5-nano"),
         store: BudgetStore | None = None,
         estimate_micro: int | Callable[[CallPlan], int] | None = None,
-        reservation_ttl: float = 600.0,
+        reservation_ttl: float | None = None,
         wait_margin: float = 1.0,
         max_steps: int = 8,
         clock: Callable[[], datetime] = _utcnow,
@@ -302,14 +305,23 @@ class BudgetPolicy:
         return run_steps(self.estimate_steps(plan), self.store)
 
     def estimate_steps(self, plan: CallPlan) -> Steps[int]:
-        """What to reserve for ``plan``: ``estimate_micro``, else the observed mean for the model,
-        else a conservative default (pass ``estimate_micro`` for caps of a few cents)."""
+        """What to reserve for ``plan``: ``estimate_micro``, else an estimate read from the request
+        and learned from the model's observed mean cost (:mod:`nebo_core.estimate`)."""
         if callable(self.estimate_micro):
             return int(self.estimate_micro(plan))
         if self.estimate_micro is not None:
             return self.estimate_micro
-        mean = yield ("mean_cost", (plan.model,))
-        return math.ceil(mean) if mean is not None else default_estimate_micro(plan.kind, plan.model)
+        mean = None if plan.kind == "embedding" else (yield ("mean_cost", (plan.model,)))
+        return estimate.estimate_micro(plan.kind, plan.model, plan.body, mean)
+
+    def ttl(self, plan: CallPlan) -> float:
+        """How long ``plan``'s reservation lives unsettled: ``reservation_ttl``, else the call's
+        timeout plus :data:`RESERVATION_MARGIN_S`."""
+        if self.reservation_ttl is not None:
+            return self.reservation_ttl
+        if plan.timeout is None:
+            return DEFAULT_RESERVATION_TTL_S
+        return plan.timeout + RESERVATION_MARGIN_S
 
     def snapshot(self, tracker: BudgetTracker, account: str | None = None) -> BudgetSnapshot | None:
         """The freshest snapshot of ``account``: the tracker's, or one another process published."""
@@ -379,10 +391,10 @@ class BudgetPolicy:
 
     def _admit(self, plan: CallPlan, tracker: BudgetTracker) -> Steps[Decision]:
         scope = self.scope_key(plan.scope)
-        estimate = yield from self.estimate_steps(plan)
+        amount = yield from self.estimate_steps(plan)
         result: ReserveResult = yield (
             "reserve",
-            (scope, plan.model, estimate, self.max_spend_micro, self.reservation_ttl),
+            (scope, plan.model, amount, self.max_spend_micro, self.ttl(plan)),
         )
         if result.reservation is not None:
             return Go(plan.model, result.reservation)
@@ -391,7 +403,7 @@ class BudgetPolicy:
         error = NeboBudgetExhausted(
             f"the spending cap of scope {scope!r} is reached: ${result.spent_micro / 1e6:.6f} spent and "
             f"${result.reserved_micro / 1e6:.6f} held by calls in flight, of ${cap / 1e6:.6f}; a call to "
-            f"{plan.model!r} needs about ${estimate / 1e6:.6f}. Raise max_spend_micro, use another scope, "
+            f"{plan.model!r} needs about ${amount / 1e6:.6f}. Raise max_spend_micro, use another scope, "
             f"or pass estimate_micro= if that estimate is too high for your calls",
             window="cap",
             scope=plan.scope or self.scope,
@@ -458,9 +470,10 @@ class BudgetPolicy:
         if record is None:
             yield ("release", (reservation,))
             return
-        observed = record.cost_micro is not None and record.complete
+        observed = record.cost_source in ("server", "headers") and record.complete
         cost = record.cost_micro if record.cost_micro is not None else reservation.amount_micro
-        spent = yield ("commit", (reservation, cost, observed))
+        estimated = record.cost_micro is None or record.uncertain
+        spent = yield ("commit", (reservation, cost, observed, estimated))
         if self.max_spend_micro is not None and spent > self.max_spend_micro:
             logger.info(
                 "Nebo scope %r spent %d micro, over its cap of %d by one call's estimate error",

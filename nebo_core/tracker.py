@@ -3,6 +3,10 @@
 One tracker can serve many models and clients, threads and asyncio tasks; every client
 feeds it every response (errors and streams included), and the framework adapters read
 from it instead of parsing anything. A late response never overwrites a newer snapshot.
+
+The server's ledger is the truth: :meth:`BudgetTracker.reconciliation` compares what the
+records account for with what the server says was spent (the session window's limit
+minus remaining), so a gap (a call billed whose cost was never seen) is visible.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import threading
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import Any
 
 from nebo_core.budget import BudgetSnapshot, UsageRecord, WindowState
@@ -33,17 +38,31 @@ class Totals:
     unknown_cost_calls: int = 0
     """Calls whose cost could not be known: :attr:`cost_micro` undercounts by these."""
     total_tokens: int = 0
+    uncertain_calls: int = 0
+    """Calls that may have been billed with no cost seen, counted at an estimate."""
+    uncertain_micro: int = 0
+    """The part of :attr:`cost_micro` that is those estimates."""
 
     def add(self, record: UsageRecord) -> None:
         """Count one call's record."""
         self.add_counts(
-            record.prompt_tokens, record.completion_tokens, record.total_tokens, record.cost_micro
+            record.prompt_tokens,
+            record.completion_tokens,
+            record.total_tokens,
+            record.cost_micro,
+            uncertain=record.uncertain,
         )
 
     def add_counts(
-        self, prompt: int | None, completion: int | None, total: int | None, cost: int | None
+        self,
+        prompt: int | None,
+        completion: int | None,
+        total: int | None,
+        cost: int | None,
+        *,
+        uncertain: bool = False,
     ) -> None:
-        """Count one call from its numbers (``None``: not reported)."""
+        """Count one call from its numbers (``None``: not reported; ``uncertain``: ``cost`` is estimated)."""
         self.calls += 1
         self.prompt_tokens += prompt or 0
         self.completion_tokens += completion or 0
@@ -52,6 +71,9 @@ class Totals:
             self.unknown_cost_calls += 1
         else:
             self.cost_micro += cost
+            if uncertain:
+                self.uncertain_calls += 1
+                self.uncertain_micro += cost
 
     @property
     def cost_dollars(self) -> float:
@@ -83,6 +105,66 @@ class TrackerTotals:
         }
 
 
+@dataclass(frozen=True)
+class Reconciliation:
+    """What the server says one account spent against what this tracker's records account for.
+
+    ``server_micro`` is the rise of the session window's used amount (limit minus remaining:
+    the server's own running total) over the spans this tracker saw; ``recorded_micro`` the
+    exact costs of the calls recorded in those spans; ``gap_micro`` their difference: what
+    was billed that no exact record shows (the true cost of :attr:`uncertain_calls`, and the
+    spend of other processes or machines sharing the token). A span restarts when the
+    window's limit changes. The window is rolling (old spend drops off after 5 hours), so
+    the comparison is exact over spans shorter than the age of the window's oldest spend,
+    and drifts low after that: call :meth:`BudgetTracker.reset` to start afresh. Spend from
+    the free, gift and credit pools does not move the session window, so it is outside it.
+    """
+
+    account: str | None
+    since: datetime | None
+    """When the first span started (``None``: no usable snapshot yet)."""
+    server_micro: int
+    recorded_micro: int
+    uncertain_micro: int
+    """Charged at estimates for calls that may have been billed (in the same spans)."""
+    uncertain_calls: int
+
+    @property
+    def gap_micro(self) -> int:
+        """Billed by the server, not accounted for by an exact record."""
+        return self.server_micro - self.recorded_micro
+
+
+@dataclass
+class _Span:
+    """One stretch of a session window seen by one account's tracker, for reconciliation."""
+
+    first: BudgetSnapshot
+    start_used: int
+    used: int
+    limit: int
+    recorded: int = 0
+    uncertain: int = 0
+    uncertain_calls: int = 0
+
+
+@dataclass
+class _Ledger:
+    since: datetime
+    span: _Span
+    closed_server: int = 0
+    closed_recorded: int = 0
+    closed_uncertain: int = 0
+    closed_uncertain_calls: int = 0
+
+
+def _used(snapshot: BudgetSnapshot) -> tuple[int, int] | None:
+    w = snapshot.session
+    if w.limit_micro is None or w.remaining_micro is None:
+        return None
+    return w.limit_micro, w.limit_micro - w.remaining_micro
+
+
 @dataclass
 class _Threshold:
     fraction: float
@@ -102,6 +184,7 @@ class BudgetTracker:
         self._history: deque[UsageRecord] = deque(maxlen=history)
         self._thresholds: list[_Threshold] = []
         self._record_listeners: list[RecordCallback] = []
+        self._ledgers: dict[str | None, _Ledger] = {}
 
     @property
     def snapshot(self) -> BudgetSnapshot | None:
@@ -118,6 +201,7 @@ class BudgetTracker:
         if snapshot is None or not snapshot.known:
             return
         with self._lock:
+            self._follow(snapshot)
             held = self._accounts.get(snapshot.account)
             if held is not None and snapshot.observed_at < held.observed_at:
                 return
@@ -145,11 +229,71 @@ class BudgetTracker:
             self._history.append(record)
             listeners = list(self._record_listeners)
         self.observe(record.snapshot)
+        with self._lock:
+            self._reconcile(record)
         for listener in listeners:
             try:
                 listener(record)
             except Exception:
                 logger.exception("a Nebo usage listener failed")
+
+    # -- reconciliation with the server's running total -----------------------------------
+
+    def _follow(self, snapshot: BudgetSnapshot) -> None:
+        """Track the session window's used amount (under the lock)."""
+        used = _used(snapshot)
+        if used is None:
+            return
+        limit, now_used = used
+        ledger = self._ledgers.get(snapshot.account)
+        if ledger is None:
+            self._ledgers[snapshot.account] = _Ledger(
+                snapshot.observed_at, _Span(snapshot, now_used, now_used, limit)
+            )
+            return
+        span = ledger.span
+        if limit == span.limit:
+            span.used = max(span.used, now_used)  # responses may land out of order: the most seen
+            return
+        # The plan changed the limit: close the span, start another.
+        ledger.closed_server += span.used - span.start_used
+        ledger.closed_recorded += span.recorded
+        ledger.closed_uncertain += span.uncertain
+        ledger.closed_uncertain_calls += span.uncertain_calls
+        ledger.span = _Span(snapshot, now_used, now_used, limit)
+
+    def _reconcile(self, record: UsageRecord) -> None:
+        """Count a record into its account's span (under the lock). The response that opened the
+        span is already in its starting total, so its own record is not counted again."""
+        account = record.snapshot.account if record.snapshot is not None else None
+        ledger = self._ledgers.get(account)
+        if ledger is None or record.cost_micro is None:
+            return
+        span = ledger.span
+        if record.uncertain:
+            span.uncertain += record.cost_micro
+            span.uncertain_calls += 1
+        elif record.snapshot is not span.first:
+            span.recorded += record.cost_micro
+
+    def reconciliation(self, account: str | None = None) -> Reconciliation:
+        """The server's spend for ``account`` against this tracker's records (see :class:`Reconciliation`);
+        ``None``: the account of the freshest snapshot, as :attr:`snapshot`."""
+        with self._lock:
+            if account is None and None not in self._ledgers and self._snapshot is not None:
+                account = self._snapshot.account
+            ledger = self._ledgers.get(account)
+            if ledger is None:
+                return Reconciliation(account, None, 0, 0, 0, 0)
+            span = ledger.span
+            return Reconciliation(
+                account,
+                ledger.since,
+                ledger.closed_server + span.used - span.start_used,
+                ledger.closed_recorded + span.recorded,
+                ledger.closed_uncertain + span.uncertain,
+                ledger.closed_uncertain_calls + span.uncertain_calls,
+            )
 
     def totals(self) -> TrackerTotals:
         """A consistent copy of every counter."""
@@ -223,6 +367,7 @@ class BudgetTracker:
             self._accounts.clear()
             self._totals = TrackerTotals()
             self._history.clear()
+            self._ledgers.clear()
 
 
 _default: BudgetTracker | None = None

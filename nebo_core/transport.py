@@ -64,6 +64,15 @@ def connect_timeout(total: float) -> float:
     return min(total, 10.0)
 
 
+def sent(exc: BaseException, hx: ModuleType = httpx) -> bool:
+    """Whether a failed request may have reached the server (then it may have been billed):
+    everything but failing to connect (or to get a pooled connection) counts as sent."""
+    unsent = tuple(
+        getattr(hx, name) for name in ("ConnectError", "ConnectTimeout", "PoolTimeout", "UnsupportedProtocol")
+    )
+    return not isinstance(exc, unsent)
+
+
 # --- drivers -------------------------------------------------------------------------------
 
 
@@ -92,7 +101,9 @@ def drive(ex: Exchange, open_: Opener, sleep: Callable[[float], None], hx: Modul
                             opened = (response, lines)
                 except hx.TransportError as exc:
                     ex.cause = exc
-                    action = ex.transport_error(exc, timed_out=isinstance(exc, hx.TimeoutException))
+                    action = ex.transport_error(
+                        exc, timed_out=isinstance(exc, hx.TimeoutException), sent=sent(exc, hx)
+                    )
                 finally:
                     if response is not None and opened is None:
                         response.close()
@@ -143,7 +154,9 @@ async def adrive(
                             opened = (response, lines)
                 except hx.TransportError as exc:
                     ex.cause = exc
-                    action = ex.transport_error(exc, timed_out=isinstance(exc, hx.TimeoutException))
+                    action = ex.transport_error(
+                        exc, timed_out=isinstance(exc, hx.TimeoutException), sent=sent(exc, hx)
+                    )
                 finally:
                     if response is not None and opened is None:
                         await response.aclose()

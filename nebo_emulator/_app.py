@@ -103,6 +103,8 @@ class App:
         self.faults = faults
         self.latency = 0.0
         self.requests = 0
+        self.in_flight = 0
+        """Requests being served now (a delayed one may still bill after its client left)."""
         self._sleep = sleep
         self._lock = threading.Lock()
 
@@ -121,18 +123,23 @@ class App:
         request_id = "req_" + uuid.uuid4().hex
         with self._lock:
             self.requests += 1
-        if self.latency > 0:
-            self._sleep(self.latency)
-        fault = self.faults.pop()
+            self.in_flight += 1
         try:
-            reply = self._serve(request, request_id, fault)
-        except Exception as exc:
-            if not isinstance(exc, ApiError):
-                # An emulator bug must surface as a readable 500, not as a hung or reset connection.
-                exc = ApiError(500, f"Nebo emulator internal error: {exc!r}", type="server_error")
-            headers = [*budget_headers(self.accountant.view()), *exc.headers]
-            reply = Reply(exc.status, headers, _json(exc.body()))
-        return self._finish(reply, request_id, fault)
+            if self.latency > 0:
+                self._sleep(self.latency)
+            fault = self.faults.pop()
+            try:
+                reply = self._serve(request, request_id, fault)
+            except Exception as exc:
+                if not isinstance(exc, ApiError):
+                    # An emulator bug must surface as a readable 500, not as a hung or reset connection.
+                    exc = ApiError(500, f"Nebo emulator internal error: {exc!r}", type="server_error")
+                headers = [*budget_headers(self.accountant.view()), *exc.headers]
+                reply = Reply(exc.status, headers, _json(exc.body()))
+            return self._finish(reply, request_id, fault)
+        finally:
+            with self._lock:
+                self.in_flight -= 1
 
     def _serve(self, request: HttpRequest, request_id: str, fault: Fault | None) -> Reply:
         body = _json_body(request.body)

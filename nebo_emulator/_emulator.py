@@ -147,6 +147,10 @@ class NeboEmulator:
         """HTTP requests received so far, errors included."""
         return self._app.requests
 
+    def requests_in_flight(self) -> int:
+        """Requests being served right now (a delayed one bills even after its client gave up)."""
+        return self._app.in_flight
+
     @property
     def latency(self) -> float:
         """Seconds added to every request (emulated network latency)."""

@@ -4,6 +4,12 @@ A store holds what must be consistent across threads (in-memory) or processes (R
 spend per scope, in-flight reservations with a time-to-live, observed cost per model
 (for estimates), and the freshest budget snapshot. Every method is one atomic step, so
 a policy never does a read-modify-write of its own.
+
+Money is never lost: a reservation whose time-to-live passes unsettled (its worker died,
+or its call outlived the TTL) is *charged*, not dropped, since its call may have been
+billed; if the call settles later, the settlement corrects the charge to the real cost
+(or refunds it on a release). :meth:`BudgetStore.uncertain` says how much of a scope's
+spend is such estimates.
 """
 
 from __future__ import annotations
@@ -45,18 +51,27 @@ class BudgetStore(ABC):
     def reserve(
         self, scope: str, model: str, amount_micro: int, cap_micro: int | None, ttl_s: float
     ) -> ReserveResult:
-        """Atomically: drop expired reservations, then hold ``amount_micro`` if
-        ``spent + reserved + amount <= cap`` (always, when ``cap_micro`` is ``None``)."""
+        """Atomically: charge expired reservations (their calls may have been billed), then hold
+        ``amount_micro`` if ``spent + reserved + amount <= cap`` (always, when ``cap_micro`` is ``None``)."""
 
     @abstractmethod
-    def commit(self, reservation: Reservation, cost_micro: int, observed: bool) -> int:
-        """Atomically replace ``reservation`` by the real cost; returns the scope's new spend.
-        ``observed`` says whether ``cost_micro`` is a server-reported cost (it then feeds the
-        per-model mean used for estimates)."""
+    def commit(
+        self, reservation: Reservation, cost_micro: int, observed: bool, estimated: bool = False
+    ) -> int:
+        """Atomically replace ``reservation`` by the real cost (correcting the charge if it had
+        expired); returns the scope's new spend. ``observed``: ``cost_micro`` is a server-reported
+        cost (it then feeds the per-model mean used for estimates); ``estimated``: it is an
+        estimate for a call that may have been billed (counted in :meth:`uncertain`)."""
 
     @abstractmethod
     def release(self, reservation: Reservation) -> None:
-        """Drop a reservation without spending (the call failed before costing anything)."""
+        """Drop a reservation without spending (the call failed unbilled); refunds it if it had
+        expired and been charged."""
+
+    @abstractmethod
+    def uncertain(self, scope: str) -> int:
+        """The part of ``scope``'s spend that is estimates: calls that may have been billed
+        with no cost seen (timeouts, cuts, dead workers' expired reservations)."""
 
     @abstractmethod
     def spent(self, scope: str) -> int:
@@ -91,9 +106,15 @@ class BudgetStore(ABC):
         """The async twin of :meth:`reserve`."""
         return self.reserve(scope, model, amount_micro, cap_micro, ttl_s)
 
-    async def acommit(self, reservation: Reservation, cost_micro: int, observed: bool) -> int:
+    async def acommit(
+        self, reservation: Reservation, cost_micro: int, observed: bool, estimated: bool = False
+    ) -> int:
         """The async twin of :meth:`commit`."""
-        return self.commit(reservation, cost_micro, observed)
+        return self.commit(reservation, cost_micro, observed, estimated)
+
+    async def auncertain(self, scope: str) -> int:
+        """The async twin of :meth:`uncertain`."""
+        return self.uncertain(scope)
 
     async def arelease(self, reservation: Reservation) -> None:
         """The async twin of :meth:`release`."""

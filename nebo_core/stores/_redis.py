@@ -4,8 +4,11 @@ Every update is one Lua script, so it is atomic on the server: a reservation is 
 against the cap and taken in one step, a settlement swaps the reservation for the real
 cost in one step, and a snapshot replaces the stored one only if it was observed later.
 Reservation expiry uses the Redis server's clock (``TIME``), so workers with skewed
-clocks agree, and a worker that dies mid-call leaks nothing once its reservations' TTL
-passes. The async twins await a ``redis.asyncio`` client (one per event loop, since its
+clocks agree. A worker that dies mid-call (``kill -9``) holds its reservations until
+their TTL passes; they are then *charged* (the calls may have been billed), counted in
+:meth:`RedisBudgetStore.uncertain`, and corrected if a settlement still arrives.
+
+The async twins await a ``redis.asyncio`` client (one per event loop, since its
 connections belong to the loop that opened them), or run the sync client in a worker
 thread, so an event loop never blocks on a round trip. Arguments and replies are built
 and parsed by the same pure helpers for both. Needs the ``redis`` extra
@@ -30,16 +33,45 @@ from nebo_core.errors import NeboConfigurationError
 from nebo_core.stores._base import BudgetStore, Reservation, ReserveResult, decode_snapshot, encode_snapshot
 
 _NOW = "local t = redis.call('TIME') local now = tonumber(t[1]) + tonumber(t[2]) / 1000000 "
+# KEYS of every script on a scope: 1 spent hash, 2 held zset (id -> expiry), 3 amounts hash
+# (id -> amount), 4 uncertain hash, 5 gone hash (expired id -> amount charged), 6 gone zset
+# (expired id -> when to forget it); ARGV[1] is the scope. Expired holds are charged, not dropped.
 _PURGE = """
 local gone = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now)
-if #gone > 0 then
-  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
-  redis.call('HDEL', KEYS[3], unpack(gone))
+for _, id in ipairs(gone) do
+  local amount = redis.call('HGET', KEYS[3], id)
+  if amount then
+    redis.call('HINCRBY', KEYS[1], ARGV[1], amount)
+    redis.call('HINCRBY', KEYS[4], ARGV[1], amount)
+    redis.call('HSET', KEYS[5], id, amount)
+    redis.call('ZADD', KEYS[6], now + 86400, id)
+    redis.call('HDEL', KEYS[3], id)
+  end
+end
+if #gone > 0 then redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now) end
+local forgotten = redis.call('ZRANGEBYSCORE', KEYS[6], '-inf', now)
+if #forgotten > 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', now)
+  redis.call('HDEL', KEYS[5], unpack(forgotten))
 end
 local reserved = 0
 for _, v in ipairs(redis.call('HVALS', KEYS[3])) do reserved = reserved + tonumber(v) end
 """
-# KEYS: spent hash, held zset, amounts hash. ARGV: scope, id, amount, cap (-1 = none), ttl.
+# Drop reservation ARGV[2]; if its expiry had charged it, take that charge back.
+_SETTLED = """
+local live = redis.call('ZREM', KEYS[2], ARGV[2])
+redis.call('HDEL', KEYS[3], ARGV[2])
+if live == 0 then
+  local charged = redis.call('HGET', KEYS[5], ARGV[2])
+  if charged then
+    redis.call('HINCRBY', KEYS[1], ARGV[1], -tonumber(charged))
+    redis.call('HINCRBY', KEYS[4], ARGV[1], -tonumber(charged))
+    redis.call('HDEL', KEYS[5], ARGV[2])
+    redis.call('ZREM', KEYS[6], ARGV[2])
+  end
+end
+"""
+# ARGV: scope, id, amount, cap (-1 = none), ttl.
 _RESERVE = (
     _NOW
     + _PURGE
@@ -53,18 +85,28 @@ redis.call('HSET', KEYS[3], ARGV[2], amount)
 return {1, spent, reserved}
 """
 )
-# KEYS: spent hash, held zset, amounts hash, stats hash. ARGV: scope, id, cost, model, observed.
-_COMMIT = """
-redis.call('ZREM', KEYS[2], ARGV[2])
-redis.call('HDEL', KEYS[3], ARGV[2])
+# KEYS: the scope's six, then the stats hash. ARGV: scope, id, cost, model, observed, estimated.
+_COMMIT = (
+    _SETTLED
+    + """
 if ARGV[5] == '1' then
-  redis.call('HINCRBY', KEYS[4], ARGV[4] .. '|sum', ARGV[3])
-  redis.call('HINCRBY', KEYS[4], ARGV[4] .. '|n', 1)
+  redis.call('HINCRBY', KEYS[7], ARGV[4] .. '|sum', ARGV[3])
+  redis.call('HINCRBY', KEYS[7], ARGV[4] .. '|n', 1)
 end
+if ARGV[6] == '1' then redis.call('HINCRBY', KEYS[4], ARGV[1], ARGV[3]) end
 return redis.call('HINCRBY', KEYS[1], ARGV[1], ARGV[3])
 """
-_RELEASE = "redis.call('ZREM', KEYS[1], ARGV[1]) redis.call('HDEL', KEYS[2], ARGV[1]) return 1"
+)
+_RELEASE = _SETTLED + "return 1"
 _RESERVED = _NOW + _PURGE + "return reserved"
+_TOTALS = (
+    _NOW
+    + _PURGE
+    + """
+local spent = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
+return {spent, tonumber(redis.call('HGET', KEYS[4], ARGV[1]) or '0')}
+"""
+)
 # KEYS: snapshot hash. ARGV: observed_at (epoch seconds), json.
 _PUBLISH = """
 local at = redis.call('HGET', KEYS[1], 'at')
@@ -88,11 +130,12 @@ class _Scripts:
     commit: Any
     release: Any
     reserved: Any
+    totals: Any
     publish: Any
 
     @classmethod
     def on(cls, client: Any) -> _Scripts:
-        texts = (_RESERVE, _COMMIT, _RELEASE, _RESERVED, _PUBLISH)
+        texts = (_RESERVE, _COMMIT, _RELEASE, _RESERVED, _TOTALS, _PUBLISH)
         return cls(client, *(client.register_script(text) for text in texts))
 
 
@@ -261,7 +304,14 @@ class RedisBudgetStore(BudgetStore):
 
     def _keys(self, scope: str) -> list[str]:
         ns = self.namespace
-        return [f"{ns}:spent", f"{ns}:held:{scope}", f"{ns}:amt:{scope}"]
+        return [
+            f"{ns}:spent",
+            f"{ns}:held:{scope}",
+            f"{ns}:amt:{scope}",
+            f"{ns}:uncertain",
+            f"{ns}:gone:{scope}",
+            f"{ns}:gone-at:{scope}",
+        ]
 
     def _reserve_call(
         self, scope: str, amount_micro: int, cap_micro: int | None, ttl_s: float
@@ -270,12 +320,22 @@ class RedisBudgetStore(BudgetStore):
         cap = -1 if cap_micro is None else cap_micro
         return rid, self._keys(scope), [scope, rid, amount_micro, cap, ttl_s]
 
-    def _commit_call(self, reservation: Reservation, cost_micro: int, observed: bool) -> _Call:
+    def _commit_call(
+        self, reservation: Reservation, cost_micro: int, observed: bool, estimated: bool
+    ) -> _Call:
         keys = [*self._keys(reservation.scope), f"{self.namespace}:stats"]
-        return keys, [reservation.scope, reservation.id, cost_micro, reservation.model, int(observed)]
+        args = [
+            reservation.scope,
+            reservation.id,
+            cost_micro,
+            reservation.model,
+            int(observed),
+            int(estimated),
+        ]
+        return keys, args
 
     def _release_call(self, reservation: Reservation) -> _Call:
-        return self._keys(reservation.scope)[1:], [reservation.id]
+        return self._keys(reservation.scope), [reservation.scope, reservation.id]
 
     def _stats_fields(self, model: str) -> tuple[str, str, str]:
         return f"{self.namespace}:stats", f"{model}|sum", f"{model}|n"
@@ -295,8 +355,10 @@ class RedisBudgetStore(BudgetStore):
         rid, keys, args = self._reserve_call(scope, amount_micro, cap_micro, ttl_s)
         return _reserve_result(rid, scope, model, amount_micro, self._conn().reserve(keys=keys, args=args))
 
-    def commit(self, reservation: Reservation, cost_micro: int, observed: bool) -> int:
-        keys, args = self._commit_call(reservation, cost_micro, observed)
+    def commit(
+        self, reservation: Reservation, cost_micro: int, observed: bool, estimated: bool = False
+    ) -> int:
+        keys, args = self._commit_call(reservation, cost_micro, observed, estimated)
         return int(self._conn().commit(keys=keys, args=args))
 
     def release(self, reservation: Reservation) -> None:
@@ -304,10 +366,13 @@ class RedisBudgetStore(BudgetStore):
         self._conn().release(keys=keys, args=args)
 
     def spent(self, scope: str) -> int:
-        return int(self._conn().client.hget(f"{self.namespace}:spent", scope) or 0)
+        return int(self._conn().totals(keys=self._keys(scope), args=[scope])[0])
+
+    def uncertain(self, scope: str) -> int:
+        return int(self._conn().totals(keys=self._keys(scope), args=[scope])[1])
 
     def reserved(self, scope: str) -> int:
-        return int(self._conn().reserved(keys=self._keys(scope)))
+        return int(self._conn().reserved(keys=self._keys(scope), args=[scope]))
 
     def mean_cost(self, model: str) -> float | None:
         return _mean(self._conn().client.hmget(*self._stats_fields(model)))
@@ -336,11 +401,13 @@ class RedisBudgetStore(BudgetStore):
         rid, keys, args = self._reserve_call(scope, amount_micro, cap_micro, ttl_s)
         return _reserve_result(rid, scope, model, amount_micro, await conn.reserve(keys=keys, args=args))
 
-    async def acommit(self, reservation: Reservation, cost_micro: int, observed: bool) -> int:
+    async def acommit(
+        self, reservation: Reservation, cost_micro: int, observed: bool, estimated: bool = False
+    ) -> int:
         conn = await self._aconn()
         if conn is None:
-            return await asyncio.to_thread(self.commit, reservation, cost_micro, observed)
-        keys, args = self._commit_call(reservation, cost_micro, observed)
+            return await asyncio.to_thread(self.commit, reservation, cost_micro, observed, estimated)
+        keys, args = self._commit_call(reservation, cost_micro, observed, estimated)
         return int(await conn.commit(keys=keys, args=args))
 
     async def arelease(self, reservation: Reservation) -> None:
@@ -354,13 +421,19 @@ class RedisBudgetStore(BudgetStore):
         conn = await self._aconn()
         if conn is None:
             return await asyncio.to_thread(self.spent, scope)
-        return int(await conn.client.hget(f"{self.namespace}:spent", scope) or 0)
+        return int((await conn.totals(keys=self._keys(scope), args=[scope]))[0])
+
+    async def auncertain(self, scope: str) -> int:
+        conn = await self._aconn()
+        if conn is None:
+            return await asyncio.to_thread(self.uncertain, scope)
+        return int((await conn.totals(keys=self._keys(scope), args=[scope]))[1])
 
     async def areserved(self, scope: str) -> int:
         conn = await self._aconn()
         if conn is None:
             return await asyncio.to_thread(self.reserved, scope)
-        return int(await conn.reserved(keys=self._keys(scope)))
+        return int(await conn.reserved(keys=self._keys(scope), args=[scope]))
 
     async def amean_cost(self, model: str) -> float | None:
         conn = await self._aconn()

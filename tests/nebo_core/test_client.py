@@ -196,9 +196,15 @@ def test_cost_sources(nb: SimpleNamespace) -> None:
     first, second, third = (client.chat(BODY).usage for _ in range(3))
     assert (first.cost_micro, first.cost_source) == (37, "server")
     assert (second.cost_micro, second.cost_source) == (100, "headers")
-    assert (third.cost_micro, third.cost_source) == (None, "unknown")
+    # Billed, cost unseen: charged the policy's estimate, and the record says so.
+    assert third.cost_source == "estimate"
+    assert third.uncertain
+    assert third.cost_micro is not None
+    assert third.cost_micro > 0
     totals = client.tracker.totals()
-    assert (totals.total.calls, totals.total.cost_micro, totals.total.unknown_cost_calls) == (3, 137, 1)
+    t = totals.total
+    assert (t.calls, t.cost_micro, t.unknown_cost_calls) == (3, 137 + third.cost_micro, 0)
+    assert (t.uncertain_calls, t.uncertain_micro) == (1, third.cost_micro)
     assert first.model == "gpt-5-mini"
     assert first.requested_model == "gpt-5-mini"
     assert first.pool == "plan"

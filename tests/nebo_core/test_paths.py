@@ -36,6 +36,7 @@ from nebo_core import (  # noqa: E402
     openai_client,
 )
 from nebo_core.openai_compat import http_module  # noqa: E402
+from nebo_core.policy import CallPlan  # noqa: E402
 
 SDK_HX = http_module(openai)
 TOKEN = "nebo-paths-test-token-SECRET-0c4d"
@@ -411,7 +412,12 @@ async def test_stream_truncated_before_any_chunk_is_retried(connect: Connect, nb
     p = connect(sse(b""), sse(good))
     assert assemble(await p.stream(BODY))[0] == "ok"
     assert (p.server.requests, p.server.sleeps) == (2, [0.375])
-    assert [(r.streamed, r.complete, r.cost_micro) for r in p.tracker.history()] == [(True, True, 9)]
+    # The cut attempt reached the server, so it may have been billed: charged its estimate.
+    cut, good_one = p.tracker.history()
+    assert (cut.streamed, cut.complete, cut.uncertain) == (True, False, True)
+    assert cut.cost_micro == BudgetPolicy().estimate(CallPlan("chat", "gpt-5-mini", body=BODY)) > 0  # cold
+    assert (good_one.streamed, good_one.complete, good_one.cost_micro) == (True, True, 9)
+    assert p.policy.spent_micro() == 9 + cut.cost_micro
 
 
 async def test_in_stream_rate_limit_before_first_chunk_is_retried(

@@ -93,12 +93,38 @@ def test_estimate_prefers_explicit_then_observed_mean_then_default() -> None:
     assert BudgetPolicy(estimate_micro=42).estimate(plan) == 42
     assert BudgetPolicy(estimate_micro=lambda p: len(p.model)).estimate(plan) == 10
     p = BudgetPolicy()
-    assert p.estimate(plan) == default_estimate_micro("chat", "gpt-5-nano") == 600
-    assert default_estimate_micro("chat", "auto") == 27_000  # the dearest model in the table
+    # Cold: 1,000 completion tokens at gpt-5-nano's $0.40/M (no prompt in this plan).
+    assert p.estimate(plan) == default_estimate_micro("chat", "gpt-5-nano") == 400
+    assert default_estimate_micro("chat", "auto") == 14_000  # at the dearest model's prices
     for cost in (10, 13):
         d = p.before_call(plan, BudgetTracker())
         p.settle(d, UsageRecord("chat", "gpt-5-nano", cost_micro=cost, cost_source="server"))
-    assert p.estimate(plan) == 12  # mean 11.5, rounded up
+    assert p.estimate(plan) == 15  # warm: mean 11.5 rounded up, with 25% head-room
+
+
+def test_estimates_read_the_request() -> None:
+    p = BudgetPolicy()
+    # 3,004 bytes of prompt ("user" counts): 1,002 tokens + 4 framing at gpt-5-mini's $0.25/M,
+    # plus 1,000 completion tokens at $2/M.
+    body = {"messages": [{"role": "user", "content": "x" * 3000}]}
+    assert p.estimate(CallPlan("chat", "gpt-5-mini", body=body)) == 252 + 2000
+    # The request's own max_completion_tokens bounds the completion part (times n).
+    capped = {**body, "max_completion_tokens": 50, "n": 2}
+    assert p.estimate(CallPlan("chat", "gpt-5-mini", body=capped)) == 252 + 200
+    # Embeddings: the input is the cost (3 bytes a token; token lists count as given).
+    small = "neboloop/nebo-embed-small"
+    embed = {"input": ["y" * 300, "z" * 300]}
+    assert p.estimate(CallPlan("embedding", small, body=embed)) == 4  # 200 tokens at $0.02/M
+    assert p.estimate(CallPlan("embedding", small, body={"input": [1] * 10})) == 1
+    # Warm: the mean, but never less than the request's own prompt, nor more than its ceiling.
+    for _ in range(3):
+        d = p.before_call(CallPlan("chat", "gpt-5-mini"), BudgetTracker())
+        p.settle(d, UsageRecord("chat", "gpt-5-mini", cost_micro=80, cost_source="server"))
+    hi = {"messages": [{"role": "user", "content": "hi"}]}
+    assert p.estimate(CallPlan("chat", "gpt-5-mini", body=hi)) == 100
+    assert p.estimate(CallPlan("chat", "gpt-5-mini", body=body)) == 252
+    tight = {"messages": [{"role": "user", "content": "hi"}], "max_completion_tokens": 10}
+    assert p.estimate(CallPlan("chat", "gpt-5-mini", body=tight)) == 2 + 20
 
 
 def test_unknown_cost_is_charged_at_the_estimate_and_failures_release() -> None:
@@ -264,8 +290,8 @@ def test_fallback_after_a_budget_429_routes_to_the_next_model(emu: NeboEmulator)
 
 
 def test_fallback_to_a_model_whose_estimate_fits_the_cap(emu: NeboEmulator) -> None:
-    # Default estimates: gpt-5.2 21000, gpt-5-mini 3000, gpt-5-nano 600 microdollars.
-    policy = BudgetPolicy(max_spend_micro=1_000, on_exhausted="fallback", fallback="auto")
+    # Cold estimates for this short prompt: gpt-5.2 14000, gpt-5-mini 2000, qwen3-32b 600, gpt-5-nano 400.
+    policy = BudgetPolicy(max_spend_micro=500, on_exhausted="fallback", fallback="auto")
     with client(emu, policy) as c:
         res = c.chat({**HI, "model": "gpt-5.2"})
     assert res.data["model"] == "gpt-5-nano"

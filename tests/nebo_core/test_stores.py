@@ -14,6 +14,7 @@ from nebo_core.stores import (
     BudgetStore,
     InMemoryBudgetStore,
     RedisBudgetStore,
+    Reservation,
     decode_snapshot,
     encode_snapshot,
 )
@@ -134,24 +135,44 @@ def test_concurrent_reservations_never_exceed_the_cap(store: BudgetStore) -> Non
     assert store.reserved("race") == 98
 
 
-def test_memory_reservations_expire_after_their_ttl() -> None:
+def test_memory_reservations_expire_after_their_ttl_and_are_charged() -> None:
     clock = FakeMonotonic()
     store = InMemoryBudgetStore(clock=clock)
-    assert store.reserve("s", "m", 100, 100, 30).reservation is not None
-    assert store.reserve("s", "m", 1, 100, 30).reservation is None
+    assert store.reserve("s", "m", 100, 200, 30).reservation is not None
+    assert store.reserve("s", "m", 101, 200, 30).reservation is None
     clock.now += 31
-    assert store.reserved("s") == 0
-    assert store.reserve("s", "m", 100, 100, 30).reservation is not None
+    # Expired unsettled: its call may have been billed, so the hold turns into spend.
+    assert (store.reserved("s"), store.spent("s"), store.uncertain("s")) == (0, 100, 100)
+    assert store.reserve("s", "m", 100, 200, 30).reservation is not None
+    assert store.reserve("s", "m", 1, 200, 30).reservation is None
 
 
-@pytest.mark.redis
-def test_redis_reservation_of_a_dead_worker_expires(redis_url: str) -> None:
-    store = RedisBudgetStore.from_url(redis_url, namespace="t-ttl")
-    # A worker that died holding a reservation: its TTL (on the Redis server's clock) has passed.
-    assert store.reserve("s", "m", 100, 100, 0).reservation is not None
-    assert store.reserved("s") == 0
-    assert store.reserve("s", "m", 100, 100, 60).reservation is not None
-    store.close()
+def _expired(store: BudgetStore, amount: int) -> Reservation:
+    """A reservation whose TTL has passed (0 s: expired at once on either store's clock)."""
+    held = store.reserve("job", "m", amount, None, 0).reservation
+    assert held is not None
+    assert store.reserved("job") == 0  # the next store call charges it
+    return held
+
+
+def test_an_expired_reservation_is_charged_then_corrected_by_a_late_settlement(store: BudgetStore) -> None:
+    late_commit = _expired(store, 100)
+    assert (store.spent("job"), store.uncertain("job")) == (100, 100)
+    assert store.commit(late_commit, 40, True) == 40  # the charge becomes the real cost
+    assert (store.spent("job"), store.uncertain("job")) == (40, 0)
+    late_release = _expired(store, 70)
+    assert (store.spent("job"), store.uncertain("job")) == (110, 70)
+    store.release(late_release)  # the call failed unbilled after all: refunded
+    assert (store.spent("job"), store.uncertain("job")) == (40, 0)
+    store.release(late_release)  # twice is harmless
+    assert store.spent("job") == 40
+
+
+def test_a_commit_at_an_estimate_counts_as_uncertain(store: BudgetStore) -> None:
+    held = store.reserve("job", "m", 90, None, 60).reservation
+    assert held is not None
+    assert store.commit(held, 90, False, True) == 90
+    assert (store.spent("job"), store.uncertain("job"), store.mean_cost("m")) == (90, 90, None)
 
 
 @pytest.mark.redis
