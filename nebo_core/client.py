@@ -31,7 +31,7 @@ from nebo_core.models import DEFAULT_EMBEDDING_MODEL
 from nebo_core.policy import BudgetPolicy, default_policy
 from nebo_core.results import ChatCompletion, EmbeddingResult
 from nebo_core.retry import RetryPolicy
-from nebo_core.settings import NeboSettings, Secret, check_retries, check_timeout
+from nebo_core.settings import NeboSettings, Secret, check_headers, check_retries, check_timeout
 from nebo_core.tracker import BudgetTracker, default_tracker
 from nebo_core.transport import adrive, connect_timeout, drive
 
@@ -96,6 +96,7 @@ class BaseClient:
         scope: str | None = None,
         timeout: float | None = None,
         max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> Exchange:
         if body is not None and not isinstance(body, Mapping):
             raise NeboConfigurationError(
@@ -104,7 +105,18 @@ class BaseClient:
             )
         timeout = None if timeout is None else check_timeout(timeout)
         retry = None if max_retries is None else replace(self.retry, max_retries=check_retries(max_retries))
-        call = Call(method, path, body, kind, stream=stream, scope=scope, timeout=timeout, retry=retry)
+        headers = check_headers(extra_headers) or None
+        call = Call(
+            method,
+            path,
+            body,
+            kind,
+            stream=stream,
+            scope=scope,
+            timeout=timeout,
+            retry=retry,
+            headers=headers,
+        )
         return Exchange(
             call,
             tracker=self.tracker,
@@ -116,7 +128,8 @@ class BaseClient:
         )
 
     def _build(self, http: httpx.Client | httpx.AsyncClient, ex: Exchange, send: Send) -> httpx.Request:
-        headers = wire.request_headers(self.settings)  # secrets stay in Secret until the request is built
+        # Secrets stay in Secret until the request is built.
+        headers = wire.request_headers(self.settings, ex.call.headers)
         if send.content is not None:
             headers["Content-Type"] = "application/json"
         if ex.call.stream:
@@ -207,10 +220,18 @@ class NeboClient(BaseClient):
         scope: str | None = None,
         timeout: float | None = None,
         max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> ChatCompletion:
         """One chat completion (``body`` is an OpenAI request body)."""
         ex = self._exchange(
-            "POST", wire.CHAT_PATH, body, "chat", scope=scope, timeout=timeout, max_retries=max_retries
+            "POST",
+            wire.CHAT_PATH,
+            body,
+            "chat",
+            scope=scope,
+            timeout=timeout,
+            max_retries=max_retries,
+            extra_headers=extra_headers,
         )
         self._run(ex)
         return self._chat(ex)
@@ -222,6 +243,7 @@ class NeboClient(BaseClient):
         scope: str | None = None,
         timeout: float | None = None,
         max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> ChatStream:
         """Open a chat stream (sent now, read up to its first chunk); iterate for standard chunks."""
         ex = self._exchange(
@@ -233,6 +255,7 @@ class NeboClient(BaseClient):
             scope=scope,
             timeout=timeout,
             max_retries=max_retries,
+            extra_headers=extra_headers,
         )
         response, lines = self._run(ex)
         return ChatStream(ex, response, lines)
@@ -249,6 +272,7 @@ class NeboClient(BaseClient):
         scope: str | None = None,
         timeout: float | None = None,
         max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> EmbeddingResult:
         """Embed ``texts`` in order, ``batch_size`` per request, up to ``concurrency`` requests at once."""
         bodies = self._embed_calls(texts, model, dimensions, encoding_format, batch_size)
@@ -262,6 +286,7 @@ class NeboClient(BaseClient):
                 scope=scope,
                 timeout=timeout,
                 max_retries=max_retries,
+                extra_headers=extra_headers,
             )
             self._run(ex)
             return self._batch(ex)
@@ -334,10 +359,18 @@ class AsyncNeboClient(BaseClient):
         scope: str | None = None,
         timeout: float | None = None,
         max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> ChatCompletion:
         """One chat completion (``body`` is an OpenAI request body)."""
         ex = self._exchange(
-            "POST", wire.CHAT_PATH, body, "chat", scope=scope, timeout=timeout, max_retries=max_retries
+            "POST",
+            wire.CHAT_PATH,
+            body,
+            "chat",
+            scope=scope,
+            timeout=timeout,
+            max_retries=max_retries,
+            extra_headers=extra_headers,
         )
         await self._run(ex)
         return self._chat(ex)
@@ -349,6 +382,7 @@ class AsyncNeboClient(BaseClient):
         scope: str | None = None,
         timeout: float | None = None,
         max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> OpeningStream:
         """Open a chat stream: ``stream = await client.stream_chat(body)``, or
         ``async with client.stream_chat(body) as stream:``; then ``async for`` its chunks."""
@@ -361,6 +395,7 @@ class AsyncNeboClient(BaseClient):
             scope=scope,
             timeout=timeout,
             max_retries=max_retries,
+            extra_headers=extra_headers,
         )
         return OpeningStream(self, ex)
 
@@ -376,6 +411,7 @@ class AsyncNeboClient(BaseClient):
         scope: str | None = None,
         timeout: float | None = None,
         max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> EmbeddingResult:
         """Embed ``texts`` in order, ``batch_size`` per request, up to ``concurrency`` requests at once."""
         bodies = self._embed_calls(texts, model, dimensions, encoding_format, batch_size)
@@ -391,6 +427,7 @@ class AsyncNeboClient(BaseClient):
                     scope=scope,
                     timeout=timeout,
                     max_retries=max_retries,
+                    extra_headers=extra_headers,
                 )
                 await self._run(ex)
                 return self._batch(ex)

@@ -62,6 +62,8 @@ class Call:
     timeout: float | None = None
     retry: RetryPolicy | None = None
     """This call's retry policy (``None``: the exchange's)."""
+    headers: Mapping[str, str] | None = None
+    """This call's own HTTP headers (``extra_headers=``), validated."""
 
     @property
     def requested(self) -> str:

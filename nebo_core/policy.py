@@ -294,6 +294,15 @@ class BudgetPolicy:
         """The async twin of :meth:`spent_micro`."""
         return await self.store.aspent(self.scope_key(scope))
 
+    def uncertain_micro(self, scope: str | None = None) -> int:
+        """The part of a scope's spend charged at estimates: calls that may have been billed with
+        no cost seen (timeouts, cuts, cancellations after sending, dead workers' reservations)."""
+        return self.store.uncertain(self.scope_key(scope))
+
+    async def auncertain_micro(self, scope: str | None = None) -> int:
+        """The async twin of :meth:`uncertain_micro`."""
+        return await self.store.auncertain(self.scope_key(scope))
+
     def remaining_micro(self, scope: str | None = None) -> int | None:
         """What a scope's cap still allows (``None`` without a cap)."""
         if self.max_spend_micro is None:

@@ -211,6 +211,27 @@ def _secret_text(raw: Any, name: str, env_name: str) -> str | None:
     return value
 
 
+def check_headers(raw: Any) -> dict[str, str]:
+    """Per-call HTTP headers (``extra_headers=``), validated: a mapping of printable ASCII text.
+    ``Authorization`` is refused: the token comes from the settings, never from a call."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping):
+        raise NeboConfigurationError(
+            f"extra_headers must be a dict of header name to text, got {type(raw).__name__}"
+        )
+    headers: dict[str, str] = {}
+    for name, value in raw.items():
+        if not isinstance(name, str) or not name or _header_text(name, "a header name") != name:
+            raise NeboConfigurationError(f"extra_headers has an invalid header name {name!r}")
+        if name.lower() == "authorization":
+            raise NeboConfigurationError(
+                "extra_headers may not set Authorization: Nebo's token comes from api_key (or NEBO_API_KEY)"
+            )
+        headers[name] = _header_text(value, f"header {name}") or ""
+    return headers
+
+
 def _header_text(value: str | None, name: str) -> str | None:
     if value is not None and (not isinstance(value, str) or any(not 32 <= ord(c) <= 126 for c in value)):
         raise NeboConfigurationError(f"{name} must be printable ASCII text on one line, got {value!r}")

@@ -52,12 +52,14 @@ SECRET_HEADERS = (H_AUTHORIZATION, H_PROVIDER_KEY, H_BOT_ID)
 _REQUEST_ID_HEADERS = ("x-request-id", "request-id", "x-nebo-request-id")
 
 
-def request_headers(settings: NeboSettings) -> dict[str, str]:
-    """The headers every request carries: auth, BYOK, bot/lane/purpose, user defaults."""
+def request_headers(settings: NeboSettings, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The headers every request carries: auth, BYOK, bot/lane/purpose, user defaults, then the
+    call's own ``extra`` headers (validated by ``settings.check_headers``; never the token)."""
     headers = {
         "Accept": "application/json",
         "User-Agent": f"nebo-integrations/{_version.__version__}",
         **settings.default_headers,
+        **(extra or {}),
         H_AUTHORIZATION: f"Bearer {settings.api_key.get_secret_value()}",
     }
     if settings.provider_api_key is not None:

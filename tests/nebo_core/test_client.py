@@ -685,3 +685,31 @@ def test_a_token_echoed_by_the_server_never_reaches_the_error(nb: SimpleNamespac
     assert nb.TOKEN not in text
     assert nb.PROVIDER_KEY not in text
     assert "Bearer ***" in str(info.value)
+
+
+def test_per_call_extra_headers_reach_the_wire_and_never_replace_the_token(nb: SimpleNamespace) -> None:
+    vectors = {
+        "object": "list",
+        "data": [{"object": "embedding", "index": 0, "embedding": [0.1, 0.2]}],
+        "model": "neboloop/nebo-embed-small",
+        "usage": {"prompt_tokens": 1, "total_tokens": 1, "cost_micro": 1},
+    }
+    fake = nb.FakeNebo(nb.ok(nb.completion()), nb.ok(vectors))
+    client = nb.client(fake)
+    client.chat(BODY, extra_headers={"X-Trace": "t-1", "X-Lane": "events"})
+    client.embed(["a"], extra_headers={"X-Trace": "t-2"})
+    chat, embed = fake.requests
+    assert (chat.headers["x-trace"], chat.headers["x-lane"], embed.headers["x-trace"]) == (
+        "t-1",
+        "events",
+        "t-2",
+    )
+    assert chat.headers["authorization"] == f"Bearer {nb.TOKEN}"
+    for bad, match in (
+        ({"Authorization": "Bearer other"}, "may not set Authorization"),
+        ({"X-Bad": "two\nlines"}, "printable ASCII"),
+        (["X-List"], "must be a dict"),
+    ):
+        with pytest.raises(NeboConfigurationError, match=match):
+            client.chat(BODY, extra_headers=bad)  # type: ignore[arg-type]
+    assert len(fake.requests) == 2  # refused before anything was sent

@@ -134,7 +134,7 @@ def test_a_fault_after_billing_is_charged_and_the_retry_too(
         assert good.cost_micro == result.usage.cost_micro == emu.ledger[-1].cost_micro
         # The store holds the exact cost plus the estimate: never less than the ledger.
         assert policy.spent_micro() == exact(records) + estimates(records) >= ledger
-        assert policy.store.uncertain("*") == cut.cost_micro
+        assert policy.uncertain_micro() == cut.cost_micro
         # The server's running total says what the uncertain call really cost.
         recon = tracker.reconciliation()
         assert (recon.server_micro, recon.recorded_micro) == (ledger, good.cost_micro)
