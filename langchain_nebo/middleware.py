@@ -142,6 +142,7 @@ class NeboBudgetMiddleware(AgentMiddleware[NeboBudgetState, Any, Any]):
         decision = self.policy.check(self._plan(state, step), self.tracker)
         while isinstance(decision, Wait):  # past max_steps the policy refuses: the loop ends
             self._sleep(decision.seconds)
+            self.policy.slept(decision)
             step += 1
             decision = self.policy.check(self._plan(state, step), self.tracker)
         return self._outcome(state, decision)
@@ -153,6 +154,7 @@ class NeboBudgetMiddleware(AgentMiddleware[NeboBudgetState, Any, Any]):
         decision = await self.policy.acheck(self._plan(state, step), self.tracker)
         while isinstance(decision, Wait):  # past max_steps the policy refuses: the loop ends
             await self._asleep(decision.seconds)
+            self.policy.slept(decision)
             step += 1
             decision = await self.policy.acheck(self._plan(state, step), self.tracker)
         return self._outcome(state, decision)

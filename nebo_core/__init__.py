@@ -13,6 +13,7 @@ from nebo_core._version import __version__
 
 if TYPE_CHECKING:
     from nebo_core.budget import BudgetSnapshot, UsageRecord, UsageReport, WindowState
+    from nebo_core.caps import Cap
     from nebo_core.chat_stream import AsyncChatStream, ChatStream
     from nebo_core.client import AsyncNeboClient, NeboClient
     from nebo_core.embeddings import MAX_EMBEDDING_BATCH
@@ -20,11 +21,14 @@ if TYPE_CHECKING:
         NeboAuthenticationError,
         NeboBadRequestError,
         NeboBudgetExhausted,
+        NeboBudgetStoreUnavailable,
         NeboConfigurationError,
         NeboConnectionError,
         NeboContextLengthError,
         NeboError,
         NeboRateLimited,
+        NeboStoreError,
+        NeboStoreStateLost,
         NeboStreamError,
         NeboStreamTruncated,
         NeboTimeoutError,
@@ -67,6 +71,10 @@ _EXPORTS = {
     "NeboAuthenticationError": "nebo_core.errors",
     "NeboBadRequestError": "nebo_core.errors",
     "NeboBudgetExhausted": "nebo_core.errors",
+    "NeboBudgetStoreUnavailable": "nebo_core.errors",
+    "NeboStoreError": "nebo_core.errors",
+    "NeboStoreStateLost": "nebo_core.errors",
+    "Cap": "nebo_core.caps",
     "NeboConfigurationError": "nebo_core.errors",
     "NeboConnectionError": "nebo_core.errors",
     "NeboContextLengthError": "nebo_core.errors",
@@ -100,6 +108,7 @@ __all__ = [
     "BudgetSnapshot",
     "BudgetTracker",
     "CallPlan",
+    "Cap",
     "ChatCompletion",
     "ChatStream",
     "Decision",
@@ -110,6 +119,7 @@ __all__ = [
     "NeboAuthenticationError",
     "NeboBadRequestError",
     "NeboBudgetExhausted",
+    "NeboBudgetStoreUnavailable",
     "NeboClient",
     "NeboConfigurationError",
     "NeboConnectionError",
@@ -118,6 +128,8 @@ __all__ = [
     "NeboProvider",
     "NeboRateLimited",
     "NeboSettings",
+    "NeboStoreError",
+    "NeboStoreStateLost",
     "NeboStreamError",
     "NeboStreamTruncated",
     "NeboTimeoutError",

@@ -23,6 +23,7 @@ import httpx
 
 from nebo_core import embeddings, wire
 from nebo_core.budget import CallKind, UsageReport
+from nebo_core.caps import Scope, normalize_scope
 from nebo_core.chat_stream import AsyncChatStream, ChatStream
 from nebo_core.embeddings import Batch
 from nebo_core.errors import NeboConfigurationError
@@ -93,7 +94,7 @@ class BaseClient:
         kind: CallKind | None = None,
         *,
         stream: bool = False,
-        scope: str | None = None,
+        scope: Scope = None,
         timeout: float | None = None,
         max_retries: int | None = None,
         extra_headers: Mapping[str, str] | None = None,
@@ -103,6 +104,7 @@ class BaseClient:
                 f"the request body must be a dict (an OpenAI request body such as "
                 f"{{'messages': [{{'role': 'user', 'content': 'hi'}}]}}), got {type(body).__name__}"
             )
+        normalize_scope(scope)  # a bad scope fails here, before anything is sent
         timeout = None if timeout is None else check_timeout(timeout)
         retry = None if max_retries is None else replace(self.retry, max_retries=check_retries(max_retries))
         headers = check_headers(extra_headers) or None
@@ -217,7 +219,7 @@ class NeboClient(BaseClient):
         self,
         body: dict[str, Any],
         *,
-        scope: str | None = None,
+        scope: Scope = None,
         timeout: float | None = None,
         max_retries: int | None = None,
         extra_headers: Mapping[str, str] | None = None,
@@ -240,7 +242,7 @@ class NeboClient(BaseClient):
         self,
         body: dict[str, Any],
         *,
-        scope: str | None = None,
+        scope: Scope = None,
         timeout: float | None = None,
         max_retries: int | None = None,
         extra_headers: Mapping[str, str] | None = None,
@@ -269,7 +271,7 @@ class NeboClient(BaseClient):
         batch_size: int = 2048,
         concurrency: int = 4,
         encoding_format: str = "base64",
-        scope: str | None = None,
+        scope: Scope = None,
         timeout: float | None = None,
         max_retries: int | None = None,
         extra_headers: Mapping[str, str] | None = None,
@@ -356,7 +358,7 @@ class AsyncNeboClient(BaseClient):
         self,
         body: dict[str, Any],
         *,
-        scope: str | None = None,
+        scope: Scope = None,
         timeout: float | None = None,
         max_retries: int | None = None,
         extra_headers: Mapping[str, str] | None = None,
@@ -379,7 +381,7 @@ class AsyncNeboClient(BaseClient):
         self,
         body: dict[str, Any],
         *,
-        scope: str | None = None,
+        scope: Scope = None,
         timeout: float | None = None,
         max_retries: int | None = None,
         extra_headers: Mapping[str, str] | None = None,
@@ -408,7 +410,7 @@ class AsyncNeboClient(BaseClient):
         batch_size: int = 2048,
         concurrency: int = 4,
         encoding_format: str = "base64",
-        scope: str | None = None,
+        scope: Scope = None,
         timeout: float | None = None,
         max_retries: int | None = None,
         extra_headers: Mapping[str, str] | None = None,

@@ -94,7 +94,11 @@ class NeboBudgetExhausted(NeboError):
     """No budget left for this call: a Nebo window or pool is empty, or a local cap is reached.
 
     Never retryable: only a window reset (``reset_at``) or a top-up changes the answer.
-    ``window`` is ``"session"``, ``"weekly"``, ``"pools"`` or ``"cap"`` (a local policy cap).
+    ``window`` is ``"session"``, ``"weekly"``, ``"pools"``, ``"cap"`` (a local policy cap) or
+    ``"store"`` (the cap could not be checked). For a cap, ``level`` names the level that
+    tripped (``"tenant"``; ``"scope"`` for ``max_spend_micro``), ``period`` its period
+    (``"day"``, ``"rolling 5 hours"``... or ``None`` for a lifetime cap) and ``reset_at`` when
+    that period ends (calendar periods).
     """
 
     def __init__(
@@ -104,12 +108,35 @@ class NeboBudgetExhausted(NeboError):
         window: str | None = None,
         reset_at: datetime | None = None,
         scope: str | None = None,
+        level: str | None = None,
+        period: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(message, **kwargs)
         self.window = window
         self.reset_at = reset_at
         self.scope = scope
+        self.level = level
+        self.period = period
+
+
+class NeboBudgetStoreUnavailable(NeboBudgetExhausted):
+    """The budget could not be checked because its store failed or lost its state, and the
+    policy fails closed (``on_store_error="closed"``, the default). ``window`` is ``"store"``;
+    ``store_error`` is the :class:`NeboStoreError` (a :class:`NeboStoreStateLost` when the
+    store's state is gone)."""
+
+    store_error: NeboStoreError | None = None
+
+
+class NeboStoreError(NeboError):
+    """The budget store (Redis) failed: unreachable, paused past its timeout, or an error reply.
+    The policy's ``on_store_error`` decides what a call does then."""
+
+
+class NeboStoreStateLost(NeboStoreError):
+    """The budget store's state is gone (Redis restarted without persistence, ``FLUSHALL``, key
+    eviction): caps would silently start from zero, so the store refuses to go on."""
 
 
 class NeboRateLimited(NeboError):
@@ -189,11 +216,14 @@ __all__ = [
     "NeboAuthenticationError",
     "NeboBadRequestError",
     "NeboBudgetExhausted",
+    "NeboBudgetStoreUnavailable",
     "NeboConfigurationError",
     "NeboConnectionError",
     "NeboContextLengthError",
     "NeboError",
     "NeboRateLimited",
+    "NeboStoreError",
+    "NeboStoreStateLost",
     "NeboStreamError",
     "NeboStreamTruncated",
     "NeboTimeoutError",

@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+from nebo_core.caps import Scope
 from nebo_core.errors import NeboConfigurationError
 from nebo_core.policy import BudgetPolicy
 from nebo_core.retry import RetryPolicy
@@ -83,7 +84,7 @@ def openai_client(
     settings: NeboSettings | None = None,
     tracker: BudgetTracker | None = None,
     policy: BudgetPolicy | None = None,
-    scope: str | None = None,
+    scope: Scope = None,
     retry: RetryPolicy | None = None,
     transport: Any = None,
     sleep: Callable[[float], None] = time.sleep,
@@ -119,7 +120,7 @@ def async_openai_client(
     settings: NeboSettings | None = None,
     tracker: BudgetTracker | None = None,
     policy: BudgetPolicy | None = None,
-    scope: str | None = None,
+    scope: Scope = None,
     retry: RetryPolicy | None = None,
     transport: Any = None,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,

@@ -19,6 +19,7 @@ charged its estimate.
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import weakref
 from collections.abc import Callable, Generator, Mapping, Sequence
@@ -28,7 +29,21 @@ from typing import Any, Literal, TypeVar, cast
 
 from nebo_core import estimate
 from nebo_core.budget import BudgetSnapshot, CallKind, UsageRecord, WindowState
-from nebo_core.errors import NeboBudgetExhausted, NeboConfigurationError
+from nebo_core.caps import (
+    SCOPE_LEVEL,
+    Cap,
+    CapLine,
+    Scope,
+    lines_for,
+    normalize_scope,
+    scope_label,
+)
+from nebo_core.errors import (
+    NeboBudgetExhausted,
+    NeboBudgetStoreUnavailable,
+    NeboConfigurationError,
+    NeboStoreError,
+)
 from nebo_core.models import MODELS, get_model
 from nebo_core.stores import BudgetStore, InMemoryBudgetStore, Reservation, ReserveResult
 from nebo_core.tracker import BudgetTracker
@@ -38,10 +53,10 @@ T = TypeVar("T")
 
 Action = Literal["go", "wait", "refuse"]
 ExhaustedMode = Literal["raise", "wait", "fallback"]
+StoreErrorMode = Literal["closed", "open", "local"]
 WarnCallback = Callable[[WindowState, float, BudgetSnapshot], None]
-GLOBAL_SCOPE = "*"
-"""The store key of calls made without a scope."""
 CAP_CODE = "BUDGET_CAP_REACHED"
+STORE_CODE = "BUDGET_STORE_UNAVAILABLE"
 RESERVATION_MARGIN_S = 60.0
 """Added to a call's timeout for its reservation's time-to-live (retry sleeps, settling)."""
 DEFAULT_RESERVATION_TTL_S = 360.0
@@ -54,7 +69,8 @@ class CallPlan:
 
     kind: CallKind
     model: str
-    scope: str | None = None
+    scope: Scope = None
+    """A plain string, or a mapping of level to id for nested caps (``{"tenant": "t1", "user": "u42"}``)."""
     step: int = 0
     """How many budget decisions this call has already had (waits, fallbacks)."""
     account: str | None = None
@@ -67,18 +83,24 @@ class CallPlan:
 
 @dataclass(frozen=True)
 class Go:
-    """Send the call to ``model``; ``reservation`` (from the store) is settled after it."""
+    """Send the call to ``model``; ``reservation`` (from the store) is settled after it.
+    ``unchecked`` lists the lines to charge later when the store failed and the policy let the
+    call through unchecked (``on_store_error="open"``)."""
 
     model: str
     reservation: Reservation | None = None
+    unchecked: tuple[CapLine, ...] = ()
 
 
 @dataclass(frozen=True)
 class Wait:
-    """Sleep ``seconds`` (a window resets then), then ask again."""
+    """Sleep ``seconds`` (a window resets then), then tell the policy (:meth:`BudgetPolicy.slept`)
+    and ask again."""
 
     seconds: float
     model: str
+    until: datetime | None = None
+    """The reset waited for, in the server's time."""
 
 
 @dataclass(frozen=True)
@@ -174,7 +196,15 @@ def _check_options(
     max_wait: float,
     fallback: Sequence[str] | str,
     estimate_micro: object,
+    on_store_error: str = "closed",
+    wait_jitter: float = 0.0,
 ) -> None:
+    if on_store_error not in ("closed", "open", "local"):
+        raise NeboConfigurationError(
+            f"on_store_error must be 'closed', 'open' or 'local'; got {on_store_error!r}"
+        )
+    if not wait_jitter >= 0:
+        raise NeboConfigurationError(f"wait_jitter must be seconds >= 0; got {wait_jitter!r}")
     for fraction in warn_at:
         if not 0.0 < fraction <= 1.0:
             raise NeboConfigurationError(f"warn_at fractions must be in (0, 1], e.g. 0.8; got {fraction!r}")
@@ -208,10 +238,19 @@ class BudgetPolicy:
     """Warnings, caps and what to do on exhaustion, for every client that shares it.
 
     ``on_exhausted``: ``"raise"`` (the default) raises :class:`NeboBudgetExhausted`;
-    ``"wait"`` sleeps until the window resets when that is within ``max_wait`` seconds
-    (caps never reset, so they still raise); ``"fallback"`` moves along ``fallback``
-    (a chain of cheaper models, or ``"auto"`` for the next cheaper model in the table).
-    ``max_spend_micro`` caps each scope (the call's ``scope=``, else ``scope``).
+    ``"wait"`` sleeps until the window (or a calendar cap's period) resets when that is within
+    ``max_wait`` seconds, plus up to ``wait_jitter`` seconds so a fleet of waiters does not
+    wake at once; ``"fallback"`` moves along ``fallback`` (a chain of cheaper models, or
+    ``"auto"`` for the next cheaper model in the table).
+    ``caps`` are nested, periodic caps (:class:`~nebo_core.caps.Cap`): a call reserves at
+    every level its scope names (``scope={"tenant": "t1", "user": "u42"}``), atomically, and
+    is refused if any lacks room. ``max_spend_micro`` is the one-level shorthand: it caps each
+    plain scope (the call's ``scope=``, else ``scope``).
+    ``on_store_error``: what a call does when the store fails or lost its state:
+    ``"closed"`` (the default: refuse with :class:`NeboBudgetStoreUnavailable`, so no cap is
+    ever overspent unseen), ``"open"`` (let it through, logged, and charge it once the store
+    is back: :meth:`settle_pending`), or ``"local"`` (enforce the caps in this process only,
+    logged).
     ``reservation_ttl`` is how long a call's hold on a cap outlives a dead worker; by default
     the call's timeout plus :data:`RESERVATION_MARGIN_S`. A hold that expires unsettled is
     charged (the call may have been billed), and corrected if its call settles later.
@@ -223,7 +262,8 @@ class BudgetPolicy:
         warn_at: Sequence[float] = (0.8, 0.95),
         on_warn: WarnCallback | None = None,
         max_spend_micro: int | None = None,
-        scope: str | None = None,
+        scope: Scope = None,
+        caps: Sequence[Cap] = (),
         on_exhausted: ExhaustedMode = "raise",
         max_wait: float = 900.0,
         fallback: Sequence[str] | Literal["auto"] = ("gpt-5-mini", "gpt-5-nano"),
@@ -232,13 +272,34 @@ class BudgetPolicy:
         reservation_ttl: float | None = None,
         wait_margin: float = 1.0,
         max_steps: int = 8,
+        on_store_error: StoreErrorMode = "closed",
+        wait_jitter: float = 10.0,
         clock: Callable[[], datetime] = _utcnow,
     ) -> None:
         self.warn_at = tuple(warn_at)
-        _check_options(self.warn_at, max_spend_micro, on_exhausted, max_wait, fallback, estimate_micro)
+        _check_options(
+            self.warn_at,
+            max_spend_micro,
+            on_exhausted,
+            max_wait,
+            fallback,
+            estimate_micro,
+            on_store_error,
+            wait_jitter,
+        )
         self.on_warn = on_warn
         self.max_spend_micro = max_spend_micro
         self.scope = scope
+        normalize_scope(scope)  # fails now, not at the first call
+        self.caps: tuple[Cap, ...] = _caps(caps, max_spend_micro)
+        self.on_store_error: StoreErrorMode = on_store_error
+        self.wait_jitter = float(wait_jitter)
+        self._local: InMemoryBudgetStore | None = None
+        """The in-process store ``on_store_error="local"`` falls back to."""
+        self._local_ids: set[str] = set()
+        """Reservations held in that store (settled there)."""
+        self._pending: list[tuple[tuple[CapLine, ...], str, int, bool]] = []
+        """Charges the store could not take (lines, model, cost, estimated), settled when it is back."""
         self.mode: ExhaustedMode = on_exhausted
         self.max_wait = float(max_wait)
         self.fallback: tuple[str, ...] | Literal["auto"] = "auto" if fallback == "auto" else tuple(fallback)
@@ -250,11 +311,12 @@ class BudgetPolicy:
         self._clock = clock
         self._lock = threading.Lock()
         self._waited_past: datetime | None = None
+        """The latest reset a caller has slept through (server time)."""
         self._attached: weakref.WeakSet[BudgetTracker] = weakref.WeakSet()
 
     def __repr__(self) -> str:
         return (
-            f"BudgetPolicy(on_exhausted={self.mode!r}, max_spend_micro={self.max_spend_micro!r}, "
+            f"BudgetPolicy(on_exhausted={self.mode!r}, caps={list(self.caps)!r}, "
             f"scope={self.scope!r}, store={self.store!r})"
         )
 
@@ -282,32 +344,68 @@ class BudgetPolicy:
 
     # -- queries --------------------------------------------------------------------------
 
-    def scope_key(self, scope: str | None = None) -> str:
-        """The store key for a call's scope (the policy's own scope when ``None``)."""
-        return scope or self.scope or GLOBAL_SCOPE
+    def lines(self, scope: Scope = None) -> list[CapLine]:
+        """The store lines a call with ``scope`` reserves against now (the policy's own scope when
+        ``None``): one per capped level the scope names, in the current period."""
+        return lines_for(self.caps, normalize_scope(scope, self.scope), self._clock())
 
-    def spent_micro(self, scope: str | None = None) -> int:
-        """Settled spend of a scope, in microdollars."""
-        return self.store.spent(self.scope_key(scope))
+    def scope_key(self, scope: Scope = None, level: str | None = None) -> str:
+        """The store key of a scope's ``level`` in the current period (default: the deepest capped
+        level the scope names; an uncapped scope's own key)."""
+        lines = self.lines(scope)
+        if level is None:
+            return lines[-1].key
+        for line in lines:
+            if line.cap is not None and line.cap.level == level:
+                return line.key
+        names = sorted({line.cap.level for line in lines if line.cap is not None})
+        raise NeboConfigurationError(f"no cap at level {level!r} applies to scope {scope!r}; capped: {names}")
 
-    async def aspent_micro(self, scope: str | None = None) -> int:
+    def spent_micro(self, scope: Scope = None, level: str | None = None) -> int:
+        """Settled spend of a scope's level in its current period, in microdollars (see :meth:`scope_key`)."""
+        return self.store.spent(self.scope_key(scope, level))
+
+    async def aspent_micro(self, scope: Scope = None, level: str | None = None) -> int:
         """The async twin of :meth:`spent_micro`."""
-        return await self.store.aspent(self.scope_key(scope))
+        return await self.store.aspent(self.scope_key(scope, level))
 
-    def uncertain_micro(self, scope: str | None = None) -> int:
+    def uncertain_micro(self, scope: Scope = None, level: str | None = None) -> int:
         """The part of a scope's spend charged at estimates: calls that may have been billed with
         no cost seen (timeouts, cuts, cancellations after sending, dead workers' reservations)."""
-        return self.store.uncertain(self.scope_key(scope))
+        return self.store.uncertain(self.scope_key(scope, level))
 
-    async def auncertain_micro(self, scope: str | None = None) -> int:
+    async def auncertain_micro(self, scope: Scope = None, level: str | None = None) -> int:
         """The async twin of :meth:`uncertain_micro`."""
-        return await self.store.auncertain(self.scope_key(scope))
+        return await self.store.auncertain(self.scope_key(scope, level))
 
-    def remaining_micro(self, scope: str | None = None) -> int | None:
-        """What a scope's cap still allows (``None`` without a cap)."""
-        if self.max_spend_micro is None:
+    def remaining_micro(self, scope: Scope = None, level: str | None = None) -> int | None:
+        """What a scope's cap still allows at ``level`` (``None`` when no cap applies)."""
+        line = self._line(scope, level)
+        if line.cap_micro is None:
             return None
-        return max(self.max_spend_micro - self.spent_micro(scope), 0)
+        return max(line.cap_micro - self.store.spent(line.key), 0)
+
+    def levels(self, scope: Scope = None) -> dict[str, dict[str, Any]]:
+        """Every capped level of ``scope``: its key, cap, spend, what remains, and when its period
+        resets (calendar periods), keyed by level."""
+        out: dict[str, dict[str, Any]] = {}
+        for line in self.lines(scope):
+            if line.cap is None:
+                continue
+            spent = self.store.spent(line.key)
+            out[line.cap.level] = {
+                "key": line.key,
+                "cap_micro": line.cap_micro,
+                "spent_micro": spent,
+                "remaining_micro": max((line.cap_micro or 0) - spent, 0),
+                "period": line.cap.describe(),
+                "resets_at": line.resets_at,
+            }
+        return out
+
+    def _line(self, scope: Scope, level: str | None) -> CapLine:
+        key = self.scope_key(scope, level)
+        return next(line for line in self.lines(scope) if line.key == key)
 
     def estimate(self, plan: CallPlan) -> int:
         """What to reserve for ``plan`` (see :meth:`estimate_steps`), blocking on the store."""
@@ -379,7 +477,7 @@ class BudgetPolicy:
                     f"without room to send it; raise max_steps or max_wait, or top up.{last}",
                     window=error.window if error is not None else None,
                     reset_at=error.reset_at if error is not None else None,
-                    scope=plan.scope or self.scope,
+                    scope=scope_label(normalize_scope(plan.scope, self.scope)),
                     snapshot=error.snapshot if error is not None else None,
                     code=error.code if error is not None else "USAGE_LIMIT_EXCEEDED",
                 ),
@@ -392,30 +490,34 @@ class BudgetPolicy:
             now = self._clock() + timedelta(seconds=snapshot.clock_skew())
             with self._lock:
                 if self._waited_past is not None and self._waited_past > now:
-                    now = self._waited_past  # we slept through that reset already
+                    now = self._waited_past  # a caller slept through that reset (our clock may lag)
             exhausted = exhausted_error(snapshot, now)
             if exhausted is not None:
                 return (yield from self._exhausted(plan, exhausted, tracker))
         return (yield from self._admit(plan, tracker))
 
     def _admit(self, plan: CallPlan, tracker: BudgetTracker) -> Steps[Decision]:
-        scope = self.scope_key(plan.scope)
+        lines = self.lines(plan.scope)
         amount = yield from self.estimate_steps(plan)
-        result: ReserveResult = yield (
-            "reserve",
-            (scope, plan.model, amount, self.max_spend_micro, self.ttl(plan)),
-        )
+        result: ReserveResult = yield ("reserve_lines", (lines, plan.model, amount, self.ttl(plan)))
         if result.reservation is not None:
             return Go(plan.model, result.reservation)
-        cap = self.max_spend_micro
+        line = result.line or lines[0]
+        cap = line.cap
         assert cap is not None
+        assert line.cap_micro is not None
+        when = f"; it resets at {line.resets_at.isoformat()}" if line.resets_at is not None else ""
+        fix = "Raise max_spend_micro" if cap.level == SCOPE_LEVEL else f"Raise the {cap.level!r} cap"
         error = NeboBudgetExhausted(
-            f"the spending cap of scope {scope!r} is reached: ${result.spent_micro / 1e6:.6f} spent and "
-            f"${result.reserved_micro / 1e6:.6f} held by calls in flight, of ${cap / 1e6:.6f}; a call to "
-            f"{plan.model!r} needs about ${amount / 1e6:.6f}. Raise max_spend_micro, use another scope, "
-            f"or pass estimate_micro= if that estimate is too high for your calls",
+            f"the spending cap of {cap.describe()} {line.key!r} is reached: ${result.spent_micro / 1e6:.6f} "
+            f"spent and ${result.reserved_micro / 1e6:.6f} held by calls in flight, of "
+            f"${line.cap_micro / 1e6:.6f}{when}; a call to {plan.model!r} needs about ${amount / 1e6:.6f}. "
+            f"{fix}, use another scope, or pass estimate_micro= if that estimate is too high for your calls",
             window="cap",
-            scope=plan.scope or self.scope,
+            scope=scope_label(normalize_scope(plan.scope, self.scope)),
+            level=cap.level,
+            period=None if cap.period is None else cap.describe().split(" per ", 1)[1],
+            reset_at=line.resets_at,
             code=CAP_CODE,
         )
         return (yield from self._exhausted(plan, error, tracker))
@@ -425,12 +527,18 @@ class BudgetPolicy:
     ) -> Steps[Decision]:
         if error.snapshot is not None:
             yield ("publish", (error.snapshot,))
-        if self.mode == "wait" and error.window != "cap":
-            snapshot = error.snapshot or (yield from self._snapshot(tracker, plan.account))
+        if self.mode == "wait" and (error.window != "cap" or error.reset_at is not None):
+            snapshot = (
+                None
+                if error.window == "cap"
+                else error.snapshot or (yield from self._snapshot(tracker, plan.account))
+            )
             wait = self.wait_seconds(error, snapshot)
             if wait is not None and wait <= self.max_wait:
+                # Positive jitter only: a fleet waiting on one reset wakes spread out, never early.
+                wait += random.uniform(0.0, self.wait_jitter) if self.wait_jitter else 0.0
                 logger.info("Nebo budget exhausted; waiting %.1f s for the reset", wait)
-                return Wait(wait, plan.model)
+                return Wait(wait, plan.model, _reset_of(error, snapshot))
         if self.mode == "fallback":
             model = self.next_model(plan)
             if model is not None:
@@ -455,10 +563,16 @@ class BudgetPolicy:
             local_reset = reset_at - timedelta(seconds=skew)
         except OverflowError:  # a reset near year 9999: as good as never
             return None
-        with self._lock:
-            if self._waited_past is None or reset_at > self._waited_past:
-                self._waited_past = reset_at
         return max((local_reset - self._clock()).total_seconds(), 0.0) + self.wait_margin
+
+    def slept(self, wait: Wait) -> None:
+        """A caller has slept out ``wait``: its reset counts as passed from now on, even if our
+        clock lags the server's (callers still planning their waits are not affected)."""
+        if wait.until is None:
+            return
+        with self._lock:
+            if self._waited_past is None or wait.until > self._waited_past:
+                self._waited_past = wait.until
 
     def check_steps(self, plan: CallPlan, tracker: BudgetTracker) -> Steps[Decision]:
         """What a call would be told now, without holding a reservation (for hooks such as agent
@@ -475,6 +589,10 @@ class BudgetPolicy:
             yield ("publish", (record.snapshot,))
         reservation = decision.reservation if isinstance(decision, Go) else None
         if reservation is None:
+            if isinstance(decision, Go) and decision.unchecked and record is not None:
+                cost = record.cost_micro if record.cost_micro is not None else 0
+                with self._lock:
+                    self._pending.append((decision.unchecked, decision.model, cost, record.uncertain))
             return
         if record is None:
             yield ("release", (reservation,))
@@ -483,12 +601,13 @@ class BudgetPolicy:
         cost = record.cost_micro if record.cost_micro is not None else reservation.amount_micro
         estimated = record.cost_micro is None or record.uncertain
         spent = yield ("commit", (reservation, cost, observed, estimated))
-        if self.max_spend_micro is not None and spent > self.max_spend_micro:
+        first = reservation.lines[0] if reservation.lines else None
+        if first is not None and first.cap_micro is not None and spent > first.cap_micro:
             logger.info(
                 "Nebo scope %r spent %d micro, over its cap of %d by one call's estimate error",
                 reservation.scope,
                 spent,
-                self.max_spend_micro,
+                first.cap_micro,
             )
 
     # -- drivers: the same steps, blocking or awaited ------------------------------------
@@ -496,14 +615,129 @@ class BudgetPolicy:
     def decide(
         self, plan: CallPlan, tracker: BudgetTracker, error: NeboBudgetExhausted | None = None
     ) -> Decision:
-        """:meth:`decide_steps`, blocking on the store."""
-        return run_steps(self.decide_steps(plan, tracker, error), self.store)
+        """:meth:`decide_steps`, blocking on the store (on a store failure: ``on_store_error``)."""
+        if self._pending:
+            self.settle_pending()
+        try:
+            return run_steps(self.decide_steps(plan, tracker, error), self.store)
+        except NeboStoreError as exc:
+            fallback = self._store_failed(plan, exc)
+            if fallback is not None:
+                return fallback
+            return self._on_local(run_steps(self.decide_steps(plan, tracker, error), self._local_store()))
 
     async def adecide(
         self, plan: CallPlan, tracker: BudgetTracker, error: NeboBudgetExhausted | None = None
     ) -> Decision:
-        """:meth:`decide_steps`, awaiting the store."""
-        return await arun_steps(self.decide_steps(plan, tracker, error), self.store)
+        """:meth:`decide_steps`, awaiting the store (on a store failure: ``on_store_error``)."""
+        if self._pending:
+            await self.asettle_pending()
+        try:
+            return await arun_steps(self.decide_steps(plan, tracker, error), self.store)
+        except NeboStoreError as exc:
+            fallback = self._store_failed(plan, exc)
+            if fallback is not None:
+                return fallback
+            return self._on_local(run_steps(self.decide_steps(plan, tracker, error), self._local_store()))
+
+    # -- when the store fails ----------------------------------------------------------------
+
+    def _local_store(self) -> InMemoryBudgetStore:
+        with self._lock:
+            if self._local is None:
+                self._local = InMemoryBudgetStore()
+            return self._local
+
+    def _store_failed(self, plan: CallPlan, exc: NeboStoreError) -> Decision | None:
+        """The decision when the store failed (``None``: decide again on the local store)."""
+        if self.on_store_error == "local":
+            logger.warning("Nebo budget store failed (%s); enforcing caps in this process only", exc)
+            return None
+        if self.on_store_error == "open":
+            logger.warning("Nebo budget store failed (%s); letting the call through unchecked", exc)
+            return Go(plan.model, None, tuple(self.lines(plan.scope)))
+        error = NeboBudgetStoreUnavailable(
+            f"the budget could not be checked, so the call was not sent: {exc.message} "
+            "(on_store_error='closed'; choose 'open' or 'local' to keep calling while the store is down)",
+            window="store",
+            scope=scope_label(normalize_scope(plan.scope, self.scope)),
+            code=STORE_CODE,
+        )
+        error.store_error = exc
+        return Refuse(error, plan.model)
+
+    def _on_local(self, decision: Decision) -> Decision:
+        if isinstance(decision, Go) and decision.reservation is not None:
+            with self._lock:
+                self._local_ids.add(decision.reservation.id)
+        return decision
+
+    def _settle_store(self, decision: Decision) -> BudgetStore:
+        if isinstance(decision, Go) and decision.reservation is not None and self._local_ids:
+            with self._lock:
+                local = decision.reservation.id in self._local_ids
+                self._local_ids.discard(decision.reservation.id)
+            if local:
+                return self._local_store()
+        return self.store
+
+    def _keep(self, decision: Decision, record: UsageRecord | None, exc: NeboStoreError) -> None:
+        """A settlement the store could not take: kept, and charged by :meth:`settle_pending`."""
+        if not isinstance(decision, Go) or record is None:
+            return
+        reservation = decision.reservation
+        if reservation is None:
+            if not decision.unchecked:
+                return
+            lines = decision.unchecked
+            cost = record.cost_micro or 0
+        else:
+            cost = record.cost_micro if record.cost_micro is not None else reservation.amount_micro
+            lines = reservation.lines or (CapLine(reservation.scope, None),)
+        logger.warning(
+            "Nebo budget store failed settling a call (%s); its %d micro are kept to charge later", exc, cost
+        )
+        with self._lock:
+            self._pending.append(
+                (lines, decision.model, cost, record.uncertain or record.cost_micro is None)
+            )
+
+    @property
+    def pending_micro(self) -> int:
+        """Spend the store could not take yet (its outage), charged by :meth:`settle_pending`."""
+        with self._lock:
+            return sum(cost for _, _, cost, _ in self._pending)
+
+    def _pending_steps(self) -> Steps[int]:
+        with self._lock:
+            pending, self._pending = self._pending, []
+        done = 0
+        try:
+            for i, (lines, model, cost, estimated) in enumerate(pending):
+                uncapped = [replace(line, cap_micro=None) for line in lines]
+                result: ReserveResult = yield ("reserve_lines", (uncapped, model, 0, 60.0))
+                assert result.reservation is not None
+                yield ("commit", (result.reservation, cost, False, estimated))
+                done = i + 1
+        finally:
+            with self._lock:
+                self._pending[:0] = pending[done:]
+        return done
+
+    def settle_pending(self) -> int:
+        """Charge what the store could not take during an outage; returns how many calls were charged
+        (0 while it is still down)."""
+        try:
+            return run_steps(self._pending_steps(), self.store)
+        except NeboStoreError:
+            return 0
+
+    async def asettle_pending(self) -> int:
+        """The async twin of :meth:`settle_pending`."""
+        try:
+            return await arun_steps(self._pending_steps(), self.store)
+        except NeboStoreError:
+            return 0
 
     def before_call(self, plan: CallPlan, tracker: BudgetTracker) -> Decision:
         """Whether the call may go, before any request is sent (reserves against the cap)."""
@@ -514,20 +748,72 @@ class BudgetPolicy:
         return self.decide(plan, tracker, error)
 
     def check(self, plan: CallPlan, tracker: BudgetTracker) -> Decision:
-        """:meth:`check_steps`, blocking on the store."""
-        return run_steps(self.check_steps(plan, tracker), self.store)
+        """:meth:`check_steps`, blocking on the store (on a store failure: ``on_store_error``)."""
+        try:
+            return run_steps(self.check_steps(plan, tracker), self.store)
+        except NeboStoreError as exc:
+            fallback = self._store_failed(plan, exc)
+            return (
+                fallback
+                if fallback is not None
+                else run_steps(self.check_steps(plan, tracker), self._local_store())
+            )
 
     async def acheck(self, plan: CallPlan, tracker: BudgetTracker) -> Decision:
-        """:meth:`check_steps`, awaiting the store."""
-        return await arun_steps(self.check_steps(plan, tracker), self.store)
+        """:meth:`check_steps`, awaiting the store (on a store failure: ``on_store_error``)."""
+        try:
+            return await arun_steps(self.check_steps(plan, tracker), self.store)
+        except NeboStoreError as exc:
+            fallback = self._store_failed(plan, exc)
+            return (
+                fallback
+                if fallback is not None
+                else run_steps(self.check_steps(plan, tracker), self._local_store())
+            )
 
     def settle(self, decision: Decision, record: UsageRecord | None) -> None:
-        """:meth:`settle_steps`, blocking on the store."""
-        run_steps(self.settle_steps(decision, record), self.store)
+        """:meth:`settle_steps`, blocking on the store (a failed store keeps the charge for later)."""
+        try:
+            run_steps(self.settle_steps(decision, record), self._settle_store(decision))
+        except NeboStoreError as exc:
+            self._keep(decision, record, exc)
 
     async def asettle(self, decision: Decision, record: UsageRecord | None) -> None:
-        """:meth:`settle_steps`, awaiting the store."""
-        await arun_steps(self.settle_steps(decision, record), self.store)
+        """:meth:`settle_steps`, awaiting the store (a failed store keeps the charge for later)."""
+        store = self._settle_store(decision)
+        try:
+            if store is self.store:
+                await arun_steps(self.settle_steps(decision, record), store)
+            else:
+                run_steps(self.settle_steps(decision, record), store)
+        except NeboStoreError as exc:
+            self._keep(decision, record, exc)
+
+
+def _reset_of(error: NeboBudgetExhausted, snapshot: BudgetSnapshot | None) -> datetime | None:
+    if error.reset_at is not None or error.window == "cap":
+        return error.reset_at
+    window = snapshot.exhausted_window if snapshot is not None else None
+    return window.reset_at if window is not None else None
+
+
+def _caps(caps: Sequence[Cap], max_spend_micro: int | None) -> tuple[Cap, ...]:
+    out = list(caps)
+    if any(not isinstance(cap, Cap) for cap in out):
+        raise NeboConfigurationError(
+            "caps must be a list of nebo_core.Cap(level, max_spend_micro, period=...)"
+        )
+    if max_spend_micro is not None:
+        if any(cap.level == SCOPE_LEVEL for cap in out):
+            raise NeboConfigurationError(
+                "max_spend_micro= is the shorthand for Cap('scope', ...): pass one or the other, not both"
+            )
+        out.append(Cap(SCOPE_LEVEL, max_spend_micro))
+    levels = [cap.level for cap in out]
+    twice = sorted({level for level in levels if levels.count(level) > 1})
+    if twice:
+        raise NeboConfigurationError(f"one Cap per level: {twice} appear more than once")
+    return tuple(out)
 
 
 _default_policy: BudgetPolicy | None = None

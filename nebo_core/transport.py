@@ -28,6 +28,7 @@ import httpx
 from nebo_core import wire
 from nebo_core._grace import SyncGrace, deadline, next_line
 from nebo_core.budget import CallKind
+from nebo_core.caps import Scope, parse_scope
 from nebo_core.errors import (
     NeboBudgetExhausted,
     NeboConfigurationError,
@@ -80,6 +81,7 @@ def drive(ex: Exchange, open_: Opener, sleep: Callable[[float], None], hx: Modul
     """Run ``ex`` to the end, blocking. Returns ``(response, lines)`` of an open stream, else
     ``None`` (the result is in ``ex.result``). Raises the failure's typed error."""
     action: Action = ex.start()
+    open_ = ex.telemetry.opener(open_)
     try:
         while True:
             if isinstance(action, Send):
@@ -133,6 +135,7 @@ async def adrive(
 ) -> Any:
     """The async twin of :func:`drive`: the same actions, awaited."""
     action: Action = ex.start()
+    open_ = ex.telemetry.aopener(open_)
     try:
         while True:
             if isinstance(action, Send):
@@ -252,7 +255,7 @@ _HOP_HEADERS = frozenset({"content-length", "content-encoding", "transfer-encodi
 """Dropped from rewritten responses: the body handed on is decoded and re-framed."""
 
 
-def call_from_request(method: str, path: str, content: bytes, scope: str | None) -> tuple[Call, bool]:
+def call_from_request(method: str, path: str, content: bytes, scope: Scope) -> tuple[Call, bool]:
     """What an HTTP request to Nebo is (pure), and whether its caller asked for stream usage."""
     kind: CallKind | None = None
     if method == "POST" and path.endswith(wire.CHAT_PATH):
@@ -297,7 +300,7 @@ class _TransportBase:
         tracker: BudgetTracker | None = None,
         policy: BudgetPolicy | None = None,
         retry: RetryPolicy | None = None,
-        scope: str | None = None,
+        scope: Scope = None,
         **settings_kwargs: Any,
     ) -> None:
         self.settings = settings if settings is not None else NeboSettings.resolve(**settings_kwargs)
@@ -312,7 +315,8 @@ class _TransportBase:
         return f"{type(self).__name__}(base_url={self.settings.base_url!r})"
 
     def _exchange(self, request: Any) -> tuple[Exchange, Any, bool]:
-        scope = request.headers.get(SCOPE_HEADER) or self.scope
+        header = request.headers.get(SCOPE_HEADER)
+        scope = parse_scope(header) if header else self.scope
         call, include_usage = call_from_request(request.method, request.url.path, request.content, scope)
         headers = [
             (k, v)
@@ -330,6 +334,7 @@ class _TransportBase:
             retry=self.retry,
             account=self.settings.account,
             secrets=self.settings.secrets,
+            server=self.settings.base_url,
         )
         return ex, (request, headers), include_usage
 

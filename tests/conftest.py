@@ -25,6 +25,20 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _free_cluster_port() -> int:
+    """A free port whose cluster bus port (port + 10000) is valid and free too."""
+    while True:
+        port = _free_port()
+        if port + 10_000 > 65_535:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port + 10_000))
+            except OSError:
+                continue
+        return port
+
+
 def _ping(port: int) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.2) as s:
@@ -63,6 +77,68 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def _redis_binary(name: str) -> str:
+    binary = shutil.which(name)
+    if binary is None:
+        reason = f"{name} is not installed (apt-get install redis-server); Redis budget tests need it"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"CI=true but {reason}")
+        pytest.skip(reason)
+    return binary
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real 3-node Redis Cluster (three masters on loopback, no replicas) for this session: the
+    URL of one node (``redis://127.0.0.1:PORT/0``; a cluster client discovers the others)."""
+    server, cli = _redis_binary("redis-server"), _redis_binary("redis-cli")
+    ports = [_free_cluster_port() for _ in range(3)]
+    procs = []
+    try:
+        for port in ports:
+            workdir = tmp_path_factory.mktemp(f"cluster-{port}")
+            args = [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+            args += ["--cluster-enabled", "yes", "--cluster-config-file", str(workdir / "nodes.conf")]
+            procs.append(
+                subprocess.Popen(
+                    [*args, "--dir", str(workdir)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+                )
+            )
+        deadline = time.monotonic() + 30
+        while not all(_ping(port) for port in ports):
+            if time.monotonic() > deadline:
+                codes = [proc.poll() for proc in procs]
+                pytest.fail(f"redis cluster nodes did not start on ports {ports} (exit codes {codes})")
+            time.sleep(0.02)
+        nodes = [f"127.0.0.1:{port}" for port in ports]
+        subprocess.run(
+            [cli, "--cluster", "create", *nodes, "--cluster-replicas", "0", "--cluster-yes"],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=30,
+        )
+        while True:  # every slot assigned and agreed on
+            info = subprocess.run(
+                [cli, "-p", str(ports[0]), "cluster", "info"], capture_output=True, text=True, timeout=5
+            ).stdout
+            if "cluster_state:ok" in info:
+                break
+            if time.monotonic() > deadline + 20:
+                pytest.fail(f"redis cluster did not become ready: {info}")
+            time.sleep(0.05)
+        yield f"redis://127.0.0.1:{ports[0]}/0"
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
 
 
 @pytest.fixture

@@ -1,9 +1,15 @@
 """The store contract a budget policy keeps its shared state in, and the snapshot codec stores use.
 
 A store holds what must be consistent across threads (in-memory) or processes (Redis):
-spend per scope, in-flight reservations with a time-to-live, observed cost per model
-(for estimates), and the freshest budget snapshot. Every method is one atomic step, so
-a policy never does a read-modify-write of its own.
+spend per line (a scope's level and period: :class:`~nebo_core.caps.CapLine`), in-flight
+reservations with a time-to-live, observed cost per model (for estimates), and the freshest
+budget snapshot. Every method is one atomic step, so a policy never does a read-modify-write
+of its own: one reservation checks and holds every level of a nested scope at once.
+
+A line whose key ends in ``@last:<seconds>`` is rolling: its spend is summed over that many
+seconds (in :data:`~nebo_core.caps.ROLLING_BUCKETS` buckets), so old spend ages out.
+Settlement is idempotent: settling a reservation twice (a retried settle after a network
+blip) counts once.
 
 Money is never lost: a reservation whose time-to-live passes unsettled (its worker died,
 or its call outlived the TTL) is *charged*, not dropped, since its call may have been
@@ -16,43 +22,79 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from nebo_core.budget import BudgetSnapshot, WindowState
+from nebo_core.caps import ROLLING_BUCKETS, CapLine
+
+GONE_TTL_S = 86_400.0
+"""How long an expired (charged) reservation is remembered: a late settlement within it corrects
+the charge."""
+DONE_TTL_S = 600.0
+"""How long a settled reservation is remembered: a repeated settlement within it is ignored."""
+
+
+def window_of(key: str) -> float | None:
+    """The rolling window of a line key (``...@last:18000`` -> 18000.0), else ``None``."""
+    _, sep, tail = key.rpartition("@last:")
+    return float(tail) if sep and tail.isdigit() else None
+
+
+def bucket_of(now: float, window: float) -> int:
+    """The rolling bucket ``now`` (seconds) falls in, for a window of ``window`` seconds."""
+    return int(now // (window / ROLLING_BUCKETS))
 
 
 @dataclass(frozen=True)
 class Reservation:
-    """An amount held against a scope's cap while one call is in flight."""
+    """An amount held against every line of a call's scope while the call is in flight."""
 
     id: str
     scope: str
+    """The first line's key (a plain scope's name)."""
     amount_micro: int
     model: str
+    lines: tuple[CapLine, ...] = ()
+    """Every line held (one per capped level); empty means the one line ``scope``."""
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        """The store keys this reservation holds."""
+        return tuple(line.key for line in self.lines) if self.lines else (self.scope,)
 
 
 @dataclass(frozen=True)
 class ReserveResult:
-    """The answer to a reservation request, with the scope's state it was judged on."""
+    """The answer to a reservation request, with the state of the line it was judged on."""
 
     reservation: Reservation | None
-    """``None`` when the cap would be exceeded."""
+    """``None`` when a cap would be exceeded."""
     spent_micro: int
     reserved_micro: int
-    """Held by other in-flight calls (not counting this one)."""
+    """Held by other in-flight calls (not counting this one), on :attr:`line`."""
+    line: CapLine | None = None
+    """The line that refused (or the first line, when granted)."""
 
 
 class BudgetStore(ABC):
     """Where a :class:`~nebo_core.policy.BudgetPolicy` keeps spend, reservations and snapshots."""
 
     @abstractmethod
+    def reserve_lines(
+        self, lines: Sequence[CapLine], model: str, amount_micro: int, ttl_s: float
+    ) -> ReserveResult:
+        """Atomically: charge expired reservations (their calls may have been billed), then hold
+        ``amount_micro`` on every line if each has ``spent + reserved + amount <= cap``
+        (uncapped lines always have room); else hold nothing and say which line refused."""
+
     def reserve(
         self, scope: str, model: str, amount_micro: int, cap_micro: int | None, ttl_s: float
     ) -> ReserveResult:
-        """Atomically: charge expired reservations (their calls may have been billed), then hold
-        ``amount_micro`` if ``spent + reserved + amount <= cap`` (always, when ``cap_micro`` is ``None``)."""
+        """:meth:`reserve_lines` on the one line ``scope`` (the flat cap of earlier versions)."""
+        return self.reserve_lines([CapLine(scope, cap_micro, window_of(scope))], model, amount_micro, ttl_s)
 
     @abstractmethod
     def commit(
@@ -75,11 +117,11 @@ class BudgetStore(ABC):
 
     @abstractmethod
     def spent(self, scope: str) -> int:
-        """Settled spend of ``scope`` in microdollars."""
+        """Settled spend of line ``scope`` in microdollars (a rolling line: within its window)."""
 
     @abstractmethod
     def reserved(self, scope: str) -> int:
-        """Microdollars held by live (unexpired) reservations of ``scope``."""
+        """Microdollars held by live (unexpired) reservations on line ``scope``."""
 
     @abstractmethod
     def mean_cost(self, model: str) -> float | None:
@@ -100,11 +142,18 @@ class BudgetStore(ABC):
     # -- async twins: a store without I/O simply calls the sync method; a networked store
     # (Redis) overrides them so an event loop never blocks on a round trip.
 
+    async def areserve_lines(
+        self, lines: Sequence[CapLine], model: str, amount_micro: int, ttl_s: float
+    ) -> ReserveResult:
+        """The async twin of :meth:`reserve_lines`."""
+        return self.reserve_lines(lines, model, amount_micro, ttl_s)
+
     async def areserve(
         self, scope: str, model: str, amount_micro: int, cap_micro: int | None, ttl_s: float
     ) -> ReserveResult:
         """The async twin of :meth:`reserve`."""
-        return self.reserve(scope, model, amount_micro, cap_micro, ttl_s)
+        line = CapLine(scope, cap_micro, window_of(scope))
+        return await self.areserve_lines([line], model, amount_micro, ttl_s)
 
     async def acommit(
         self, reservation: Reservation, cost_micro: int, observed: bool, estimated: bool = False

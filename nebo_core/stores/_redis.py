@@ -1,12 +1,22 @@
 """A budget store in Redis, for many processes sharing one Nebo token, from sync and async code.
 
 Every update is one Lua script, so it is atomic on the server: a reservation is checked
-against the cap and taken in one step, a settlement swaps the reservation for the real
-cost in one step, and a snapshot replaces the stored one only if it was observed later.
-Reservation expiry uses the Redis server's clock (``TIME``), so workers with skewed
-clocks agree. A worker that dies mid-call (``kill -9``) holds its reservations until
-their TTL passes; they are then *charged* (the calls may have been billed), counted in
-:meth:`RedisBudgetStore.uncertain`, and corrected if a settlement still arrives.
+against the cap of every level of a nested scope and taken on all of them in one step, a
+settlement swaps the reservation for the real cost in one step, and a snapshot replaces
+the stored one only if it was observed later. Every key carries the namespace as a hash
+tag (``{nebo-budget}:spent``), so a script's keys share one slot and the store works on a
+Redis Cluster as on one server (one namespace is one slot: shard by namespace, e.g. one per
+org). Reservation expiry and rolling periods use the Redis server's clock (``TIME``), so
+workers with skewed clocks agree. A worker that dies mid-call (``kill -9``) holds its
+reservations until their TTL passes; they are then *charged* (the calls may have been
+billed), counted in :meth:`RedisBudgetStore.uncertain`, and corrected if a settlement
+still arrives. Settlement is idempotent.
+
+Lost state is detected: the store writes a generation marker on first use and every script
+checks it, so a Redis restarted without persistence, a ``FLUSHALL`` or an evicted key makes
+the next call raise :class:`~nebo_core.errors.NeboStoreStateLost` instead of silently
+refilling every cap. Any Redis failure is raised as :class:`~nebo_core.errors.NeboStoreError`
+(the policy's ``on_store_error`` decides what the call does); the connection is never shown.
 
 The async twins await a ``redis.asyncio`` client (one per event loop, since its
 connections belong to the loop that opened them), or run the sync client in a worker
@@ -22,91 +32,141 @@ import inspect
 import sys
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from nebo_core._loops import LoopCloser, close_with_loop
 from nebo_core._version import __version__
 from nebo_core.budget import BudgetSnapshot
-from nebo_core.errors import NeboConfigurationError
-from nebo_core.stores._base import BudgetStore, Reservation, ReserveResult, decode_snapshot, encode_snapshot
+from nebo_core.caps import ROLLING_BUCKETS, CapLine
+from nebo_core.errors import NeboConfigurationError, NeboStoreError, NeboStoreStateLost
+from nebo_core.stores._base import (
+    DONE_TTL_S,
+    GONE_TTL_S,
+    BudgetStore,
+    Reservation,
+    ReserveResult,
+    decode_snapshot,
+    encode_snapshot,
+    window_of,
+)
 
-_NOW = "local t = redis.call('TIME') local now = tonumber(t[1]) + tonumber(t[2]) / 1000000 "
-# KEYS of every script on a scope: 1 spent hash, 2 held zset (id -> expiry), 3 amounts hash
-# (id -> amount), 4 uncertain hash, 5 gone hash (expired id -> amount charged), 6 gone zset
-# (expired id -> when to forget it); ARGV[1] is the scope. Expired holds are charged, not dropped.
-_PURGE = """
-local gone = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now)
-for _, id in ipairs(gone) do
-  local amount = redis.call('HGET', KEYS[3], id)
-  if amount then
-    redis.call('HINCRBY', KEYS[1], ARGV[1], amount)
-    redis.call('HINCRBY', KEYS[4], ARGV[1], amount)
-    redis.call('HSET', KEYS[5], id, amount)
-    redis.call('ZADD', KEYS[6], now + 86400, id)
-    redis.call('HDEL', KEYS[3], id)
+# Every scope script: KEYS 1 spent hash, 2 uncertain hash, 3 stats hash, 4 settled zset, 5 generation;
+# then five per line: held zset (id -> expiry), amounts hash (id -> amount), gone hash (expired id ->
+# amount charged), gone-at zset (expired id -> when to forget), rolling buckets hash.
+# ARGV 1 expected generation, 2 line count n, then three per line: key, cap (-1: none), window (0: none).
+_PRELUDE = f"""
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local gen = redis.call('GET', KEYS[5])
+if gen ~= ARGV[1] then return redis.error_reply('NEBO_STATE_LOST') end
+local n = tonumber(ARGV[2])
+local rest = 2 + 3 * n
+local function lk(j, i) return KEYS[5 + (j - 1) * 5 + i] end
+local function la(j, i) return ARGV[2 + (j - 1) * 3 + i] end
+local function bucket(w) return string.format('%d', math.floor(now / (w / {ROLLING_BUCKETS}))) end
+local function add(j, amount)
+  redis.call('HINCRBY', KEYS[1], la(j, 1), amount)
+  local w = tonumber(la(j, 3))
+  if w > 0 then redis.call('HINCRBY', lk(j, 5), bucket(w), amount) end
+end
+local function spent(j)
+  local w = tonumber(la(j, 3))
+  if w <= 0 then return tonumber(redis.call('HGET', KEYS[1], la(j, 1)) or '0') end
+  local oldest = math.floor(now / (w / {ROLLING_BUCKETS})) - {ROLLING_BUCKETS}
+  local total = 0
+  local buckets = redis.call('HGETALL', lk(j, 5))
+  for i = 1, #buckets, 2 do
+    if tonumber(buckets[i]) <= oldest then redis.call('HDEL', lk(j, 5), buckets[i])
+    else total = total + tonumber(buckets[i + 1]) end
   end
+  return total
 end
-if #gone > 0 then redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now) end
-local forgotten = redis.call('ZRANGEBYSCORE', KEYS[6], '-inf', now)
-if #forgotten > 0 then
-  redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', now)
-  redis.call('HDEL', KEYS[5], unpack(forgotten))
-end
-local reserved = 0
-for _, v in ipairs(redis.call('HVALS', KEYS[3])) do reserved = reserved + tonumber(v) end
-"""
-# Drop reservation ARGV[2]; if its expiry had charged it, take that charge back.
-_SETTLED = """
-local live = redis.call('ZREM', KEYS[2], ARGV[2])
-redis.call('HDEL', KEYS[3], ARGV[2])
-if live == 0 then
-  local charged = redis.call('HGET', KEYS[5], ARGV[2])
-  if charged then
-    redis.call('HINCRBY', KEYS[1], ARGV[1], -tonumber(charged))
-    redis.call('HINCRBY', KEYS[4], ARGV[1], -tonumber(charged))
-    redis.call('HDEL', KEYS[5], ARGV[2])
-    redis.call('ZREM', KEYS[6], ARGV[2])
+local function purge(j)
+  local expired = redis.call('ZRANGEBYSCORE', lk(j, 1), '-inf', now)
+  for _, id in ipairs(expired) do
+    local amount = redis.call('HGET', lk(j, 2), id)
+    if amount then
+      add(j, tonumber(amount))
+      redis.call('HINCRBY', KEYS[2], la(j, 1), amount)
+      redis.call('HSET', lk(j, 3), id, amount)
+      redis.call('ZADD', lk(j, 4), now + {GONE_TTL_S}, id)
+      redis.call('HDEL', lk(j, 2), id)
+    end
   end
+  if #expired > 0 then redis.call('ZREMRANGEBYSCORE', lk(j, 1), '-inf', now) end
+  local old = redis.call('ZRANGEBYSCORE', lk(j, 4), '-inf', now)
+  if #old > 0 then
+    redis.call('ZREMRANGEBYSCORE', lk(j, 4), '-inf', now)
+    redis.call('HDEL', lk(j, 3), unpack(old))
+  end
+  local reserved = 0
+  for _, v in ipairs(redis.call('HVALS', lk(j, 2))) do reserved = reserved + tonumber(v) end
+  return reserved
 end
 """
-# ARGV: scope, id, amount, cap (-1 = none), ttl.
+# ARGV after the lines: id, amount, ttl. Reply: {granted, spent, reserved, line judged}.
 _RESERVE = (
-    _NOW
-    + _PURGE
+    _PRELUDE
     + """
-local spent = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
-local amount = tonumber(ARGV[3])
-local cap = tonumber(ARGV[4])
-if cap >= 0 and spent + reserved + amount > cap then return {0, spent, reserved} end
-redis.call('ZADD', KEYS[2], now + tonumber(ARGV[5]), ARGV[2])
-redis.call('HSET', KEYS[3], ARGV[2], amount)
-return {1, spent, reserved}
-"""
-)
-# KEYS: the scope's six, then the stats hash. ARGV: scope, id, cost, model, observed, estimated.
-_COMMIT = (
-    _SETTLED
-    + """
-if ARGV[5] == '1' then
-  redis.call('HINCRBY', KEYS[7], ARGV[4] .. '|sum', ARGV[3])
-  redis.call('HINCRBY', KEYS[7], ARGV[4] .. '|n', 1)
+local amount = tonumber(ARGV[rest + 2])
+local first = nil
+for j = 1, n do
+  local reserved = purge(j)
+  local s = spent(j)
+  if j == 1 then first = {s, reserved} end
+  local cap = tonumber(la(j, 2))
+  if cap >= 0 and s + reserved + amount > cap then return {0, s, reserved, j} end
 end
-if ARGV[6] == '1' then redis.call('HINCRBY', KEYS[4], ARGV[1], ARGV[3]) end
-return redis.call('HINCRBY', KEYS[1], ARGV[1], ARGV[3])
+for j = 1, n do
+  redis.call('ZADD', lk(j, 1), now + tonumber(ARGV[rest + 3]), ARGV[rest + 1])
+  redis.call('HSET', lk(j, 2), ARGV[rest + 1], amount)
+end
+return {1, first[1], first[2], 1}
 """
 )
-_RELEASE = _SETTLED + "return 1"
-_RESERVED = _NOW + _PURGE + "return reserved"
+# ARGV after the lines: id, cost (-1: a release), model, observed, estimated. Reply: {applied, spent}.
+_SETTLE = (
+    _PRELUDE
+    + f"""
+local id = ARGV[rest + 1]
+redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now)
+if redis.call('ZSCORE', KEYS[4], id) then return {{0, spent(1)}} end
+redis.call('ZADD', KEYS[4], now + {DONE_TTL_S}, id)
+local cost = tonumber(ARGV[rest + 2])
+for j = 1, n do
+  redis.call('ZREM', lk(j, 1), id)
+  redis.call('HDEL', lk(j, 2), id)
+  local charged = redis.call('HGET', lk(j, 3), id)
+  if charged then
+    add(j, -tonumber(charged))
+    redis.call('HINCRBY', KEYS[2], la(j, 1), -tonumber(charged))
+    redis.call('HDEL', lk(j, 3), id)
+    redis.call('ZREM', lk(j, 4), id)
+  end
+  if cost >= 0 then
+    add(j, cost)
+    if ARGV[rest + 5] == '1' then redis.call('HINCRBY', KEYS[2], la(j, 1), cost) end
+  end
+end
+if cost >= 0 and ARGV[rest + 4] == '1' then
+  redis.call('HINCRBY', KEYS[3], ARGV[rest + 3] .. '|sum', cost)
+  redis.call('HINCRBY', KEYS[3], ARGV[rest + 3] .. '|n', 1)
+end
+return {{1, spent(1)}}
+"""
+)
+# One line: {spent, uncertain, reserved}.
 _TOTALS = (
-    _NOW
-    + _PURGE
+    _PRELUDE
     + """
-local spent = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
-return {spent, tonumber(redis.call('HGET', KEYS[4], ARGV[1]) or '0')}
+local reserved = purge(1)
+return {spent(1), tonumber(redis.call('HGET', KEYS[2], la(1, 1)) or '0'), reserved}
 """
 )
+# KEYS: generation. ARGV: a fresh marker. The marker in force (this one, if there was none).
+_GENERATION = "redis.call('SET', KEYS[1], ARGV[1], 'NX') return redis.call('GET', KEYS[1])"
 # KEYS: snapshot hash. ARGV: observed_at (epoch seconds), json.
 _PUBLISH = """
 local at = redis.call('HGET', KEYS[1], 'at')
@@ -114,7 +174,6 @@ if at and tonumber(at) > tonumber(ARGV[1]) then return 0 end
 redis.call('HSET', KEYS[1], 'at', ARGV[1], 'json', ARGV[2])
 return 1
 """
-
 
 _Call = tuple[list[str], list[Any]]
 """The keys and arguments of one script call."""
@@ -127,15 +186,14 @@ class _Scripts:
 
     client: Any
     reserve: Any
-    commit: Any
-    release: Any
-    reserved: Any
+    settle: Any
     totals: Any
+    generation: Any
     publish: Any
 
     @classmethod
     def on(cls, client: Any) -> _Scripts:
-        texts = (_RESERVE, _COMMIT, _RELEASE, _RESERVED, _TOTALS, _PUBLISH)
+        texts = (_RESERVE, _SETTLE, _TOTALS, _GENERATION, _PUBLISH)
         return cls(client, *(client.register_script(text) for text in texts))
 
 
@@ -168,10 +226,15 @@ def _with_driver_info(redis: Any, redis_kwargs: dict[str, Any]) -> dict[str, Any
     return {**redis_kwargs, "driver_info": info}
 
 
-def _reserve_result(rid: str, scope: str, model: str, amount_micro: int, reply: Any) -> ReserveResult:
-    ok, spent, reserved = reply
-    reservation = Reservation(rid, scope, amount_micro, model) if int(ok) else None
-    return ReserveResult(reservation, int(spent), int(reserved))
+def _reserve_result(
+    rid: str, lines: Sequence[CapLine], model: str, amount_micro: int, reply: Any
+) -> ReserveResult:
+    ok, spent, reserved, judged = reply
+    line = lines[int(judged) - 1]
+    if not int(ok):
+        return ReserveResult(None, int(spent), int(reserved), line)
+    reservation = Reservation(rid, lines[0].key, amount_micro, model, tuple(lines))
+    return ReserveResult(reservation, int(spent), int(reserved), line)
 
 
 def _mean(reply: Any) -> float | None:
@@ -183,12 +246,30 @@ def _snapshot(reply: Any) -> BudgetSnapshot | None:
     return decode_snapshot(reply) if reply else None
 
 
+def _store_error(exc: BaseException, namespace: str) -> NeboStoreError:
+    """A Redis failure as a typed error that names the problem, never the connection (its URL may
+    hold a password)."""
+    if "NEBO_STATE_LOST" in str(exc):
+        return NeboStoreStateLost(
+            f"the budget state in Redis namespace {namespace!r} is gone (Redis restarted without "
+            "persistence, FLUSHALL, or keys evicted): caps would silently start from zero. Restore "
+            "Redis from its persistence, or accept the loss with store.adopt_generation(); run Redis "
+            "with appendonly yes and maxmemory-policy noeviction"
+        )
+    return NeboStoreError(f"the Redis budget store failed: {type(exc).__name__}: {_first_line(exc)}")
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).splitlines()[0][:200] if str(exc) else ""
+
+
 class RedisBudgetStore(BudgetStore):
     """Spend, reservations, cost statistics and the freshest snapshot in Redis, under ``namespace``.
 
-    ``client`` is a ``redis.Redis`` or a ``redis.asyncio.Redis``; pass the other kind as
-    ``async_client`` to serve both sync and async callers, or use :meth:`from_url`, which
-    does. With a sync client only, the async methods run it in a worker thread; with an
+    ``client`` is a ``redis.Redis`` or ``redis.cluster.RedisCluster`` (a Sentinel-managed
+    master from ``Sentinel.master_for`` too), or their ``redis.asyncio`` twins; pass the other
+    kind as ``async_client`` to serve both sync and async callers, or use :meth:`from_url`,
+    which does. With a sync client only, the async methods run it in a worker thread; with an
     async client only, the sync methods raise :class:`NeboConfigurationError`. An async
     client you pass serves one event loop (redis.asyncio connections belong to the loop that
     opened them); :meth:`from_url` makes one per loop. The store owns the clients it is
@@ -198,31 +279,41 @@ class RedisBudgetStore(BudgetStore):
     def __init__(self, client: Any, *, namespace: str = "nebo-budget", async_client: Any = None) -> None:
         if not namespace or any(c in namespace for c in " \n{}"):
             raise NeboConfigurationError(
-                f"invalid Redis namespace {namespace!r}: use a short name without spaces or braces"
+                f"invalid Redis namespace {namespace!r}: use a short name without spaces or braces "
+                "(it becomes the keys' hash tag)"
             )
         if async_client is not None and (_is_async(client) or not _is_async(async_client)):
             raise NeboConfigurationError(
-                "RedisBudgetStore(client, async_client=...) takes a redis.Redis as client and a "
-                "redis.asyncio.Redis as async_client"
+                "RedisBudgetStore(client, async_client=...) takes a redis.Redis (or RedisCluster) as "
+                "client and its redis.asyncio twin as async_client"
             )
         if _is_async(client):
             client, async_client = None, client
         self.namespace = namespace
+        self._prefix = "{" + namespace + "}"
         self._sync = _Scripts.on(client) if client is not None else None
         self._async = _Scripts.on(async_client) if async_client is not None else None
         self._connect_async: Callable[[], Any] | None = None
         """Set by :meth:`from_url`: builds a ``redis.asyncio`` client (its closure holds the URL)."""
         self._loops: dict[asyncio.AbstractEventLoop, _LoopClient] = {}
         self._lock = threading.Lock()
+        self._generation: str | None = None
+        """The state generation this store has seen (read or written on first use)."""
 
     @classmethod
-    def from_url(cls, url: str, *, namespace: str = "nebo-budget", **redis_kwargs: Any) -> RedisBudgetStore:
+    def from_url(
+        cls, url: str, *, namespace: str = "nebo-budget", cluster: bool = False, **redis_kwargs: Any
+    ) -> RedisBudgetStore:
         """A store on the Redis at ``url`` (``redis://host:port/db``; credentials may be in the URL),
         for sync and async callers: one sync client now, and one ``redis.asyncio`` client per
         event loop that uses the async methods, closed when that loop shuts down (or by
-        :meth:`aclose`). ``redis_kwargs`` go to both ``from_url`` constructors."""
+        :meth:`aclose`). ``cluster=True``: ``url`` is any node of a Redis Cluster.
+        ``redis_kwargs`` go to both ``from_url`` constructors; ``socket_timeout`` and
+        ``socket_connect_timeout`` default to 2 s, so a stalled Redis fails a call (as the policy's
+        ``on_store_error`` says) instead of hanging it."""
         try:
             import redis
+            import redis.cluster
         except ImportError as exc:  # pragma: no cover - the extra is installed in the test env
             raise NeboConfigurationError(
                 "RedisBudgetStore needs the redis package: pip install 'nebo-integrations[redis]'"
@@ -231,15 +322,22 @@ class RedisBudgetStore(BudgetStore):
             raise NeboConfigurationError(
                 "the Redis URL must start with redis://, rediss:// or unix:// (e.g. redis://127.0.0.1:6379/0)"
             )
-
+        redis_kwargs = {"socket_timeout": 2.0, "socket_connect_timeout": 2.0, **redis_kwargs}
         redis_kwargs = _with_driver_info(redis, redis_kwargs)
 
         def connect_async() -> Any:
             import redis.asyncio
+            import redis.asyncio.cluster
 
-            return redis.asyncio.Redis.from_url(url, **redis_kwargs)
+            kind = redis.asyncio.cluster.RedisCluster if cluster else redis.asyncio.Redis
+            return kind.from_url(url, **redis_kwargs)
 
-        store = cls(redis.Redis.from_url(url, **redis_kwargs), namespace=namespace)
+        kind = redis.cluster.RedisCluster if cluster else redis.Redis
+        try:
+            client = kind.from_url(url, **redis_kwargs)
+        except redis.RedisError as exc:  # a cluster client reads the slots now
+            raise _store_error(exc, namespace) from None
+        store = cls(client, namespace=namespace)
         store._connect_async = connect_async
         return store
 
@@ -300,106 +398,140 @@ class RedisBudgetStore(BudgetStore):
         if entry is not None:
             await entry.closer.aclose()
 
-    # -- arguments (shared by the sync and async methods) ---------------------------------
+    # -- keys and arguments (shared by the sync and async methods) -------------------------
 
-    def _keys(self, scope: str) -> list[str]:
-        ns = self.namespace
-        return [
-            f"{ns}:spent",
-            f"{ns}:held:{scope}",
-            f"{ns}:amt:{scope}",
-            f"{ns}:uncertain",
-            f"{ns}:gone:{scope}",
-            f"{ns}:gone-at:{scope}",
-        ]
+    def _key(self, name: str) -> str:
+        return f"{self._prefix}:{name}"
 
-    def _reserve_call(
-        self, scope: str, amount_micro: int, cap_micro: int | None, ttl_s: float
-    ) -> tuple[str, list[str], list[Any]]:
-        rid = uuid.uuid4().hex
-        cap = -1 if cap_micro is None else cap_micro
-        return rid, self._keys(scope), [scope, rid, amount_micro, cap, ttl_s]
+    def _scope_call(self, lines: Sequence[CapLine], generation: str, *tail: Any) -> _Call:
+        keys = [self._key(n) for n in ("spent", "uncertain", "stats", "settled", "generation")]
+        args: list[Any] = [generation, len(lines)]
+        for line in lines:
+            keys += [self._key(f"{kind}:{line.key}") for kind in ("held", "amt", "gone", "gone-at", "roll")]
+            window = line.window_s if line.window_s is not None else window_of(line.key)
+            args += [line.key, -1 if line.cap_micro is None else line.cap_micro, window or 0]
+        return keys, [*args, *tail]
 
-    def _commit_call(
-        self, reservation: Reservation, cost_micro: int, observed: bool, estimated: bool
-    ) -> _Call:
-        keys = [*self._keys(reservation.scope), f"{self.namespace}:stats"]
-        args = [
-            reservation.scope,
-            reservation.id,
-            cost_micro,
-            reservation.model,
-            int(observed),
-            int(estimated),
-        ]
-        return keys, args
+    def _lines(self, reservation: Reservation) -> list[CapLine]:
+        return list(reservation.lines) or [CapLine(reservation.scope, None, window_of(reservation.scope))]
 
-    def _release_call(self, reservation: Reservation) -> _Call:
-        return self._keys(reservation.scope), [reservation.scope, reservation.id]
+    def _settle_tail(self, reservation: Reservation, cost: int, observed: bool, estimated: bool) -> list[Any]:
+        return [reservation.id, cost, reservation.model, int(observed), int(estimated)]
 
     def _stats_fields(self, model: str) -> tuple[str, str, str]:
-        return f"{self.namespace}:stats", f"{model}|sum", f"{model}|n"
+        return self._key("stats"), f"{model}|sum", f"{model}|n"
 
     def _publish_call(self, snapshot: BudgetSnapshot) -> _Call:
         at = f"{snapshot.observed_at.timestamp():.6f}"
         return [self._snapshot_key(snapshot.account)], [at, encode_snapshot(snapshot)]
 
     def _snapshot_key(self, account: str | None) -> str:
-        return f"{self.namespace}:snapshot:{account or '-'}"
+        return self._key(f"snapshot:{account or '-'}")
+
+    def _generation_call(self) -> _Call:
+        return [self._key("generation")], [uuid.uuid4().hex]
+
+    def adopt_generation(self) -> None:
+        """Accept that the stored state was lost (after :class:`NeboStoreStateLost`): go on from
+        whatever Redis holds now, writing a new generation marker if there is none. Caps start
+        again from what is stored, so do this only once the loss is understood."""
+        self._generation = None
 
     # -- sync -----------------------------------------------------------------------------
 
-    def reserve(
-        self, scope: str, model: str, amount_micro: int, cap_micro: int | None, ttl_s: float
+    def _run(self, script: Callable[..., Any], keys: list[str], args: list[Any]) -> Any:
+        try:
+            return script(keys=keys, args=args)
+        except Exception as exc:
+            if isinstance(exc, NeboConfigurationError) or not _is_redis_error(exc):
+                raise
+            raise _store_error(exc, self.namespace) from None
+
+    def _gen(self) -> str:
+        if self._generation is None:
+            keys, args = self._generation_call()
+            self._generation = _text(self._run(self._conn().generation, keys, args))
+        return self._generation
+
+    def reserve_lines(
+        self, lines: Sequence[CapLine], model: str, amount_micro: int, ttl_s: float
     ) -> ReserveResult:
-        rid, keys, args = self._reserve_call(scope, amount_micro, cap_micro, ttl_s)
-        return _reserve_result(rid, scope, model, amount_micro, self._conn().reserve(keys=keys, args=args))
+        rid = uuid.uuid4().hex
+        keys, args = self._scope_call(lines, self._gen(), rid, amount_micro, ttl_s)
+        return _reserve_result(rid, lines, model, amount_micro, self._run(self._conn().reserve, keys, args))
 
     def commit(
         self, reservation: Reservation, cost_micro: int, observed: bool, estimated: bool = False
     ) -> int:
-        keys, args = self._commit_call(reservation, cost_micro, observed, estimated)
-        return int(self._conn().commit(keys=keys, args=args))
+        tail = self._settle_tail(reservation, cost_micro, observed, estimated)
+        keys, args = self._scope_call(self._lines(reservation), self._gen(), *tail)
+        return int(self._run(self._conn().settle, keys, args)[1])
 
     def release(self, reservation: Reservation) -> None:
-        keys, args = self._release_call(reservation)
-        self._conn().release(keys=keys, args=args)
+        tail = self._settle_tail(reservation, -1, False, False)
+        keys, args = self._scope_call(self._lines(reservation), self._gen(), *tail)
+        self._run(self._conn().settle, keys, args)
+
+    def _totals(self, scope: str) -> list[Any]:
+        keys, args = self._scope_call([CapLine(scope, None, window_of(scope))], self._gen())
+        return list(self._run(self._conn().totals, keys, args))
 
     def spent(self, scope: str) -> int:
-        return int(self._conn().totals(keys=self._keys(scope), args=[scope])[0])
+        return int(self._totals(scope)[0])
 
     def uncertain(self, scope: str) -> int:
-        return int(self._conn().totals(keys=self._keys(scope), args=[scope])[1])
+        return int(self._totals(scope)[1])
 
     def reserved(self, scope: str) -> int:
-        return int(self._conn().reserved(keys=self._keys(scope), args=[scope]))
+        return int(self._totals(scope)[2])
 
     def mean_cost(self, model: str) -> float | None:
-        return _mean(self._conn().client.hmget(*self._stats_fields(model)))
+        conn = self._conn()
+        return _mean(
+            self._run(lambda keys, args: conn.client.hmget(*keys), list(self._stats_fields(model)), [])
+        )
 
     def publish(self, snapshot: BudgetSnapshot) -> None:
         keys, args = self._publish_call(snapshot)
-        self._conn().publish(keys=keys, args=args)
+        self._run(self._conn().publish, keys, args)
 
     def snapshot(self, account: str | None = None) -> BudgetSnapshot | None:
-        return _snapshot(self._conn().client.hget(self._snapshot_key(account), "json"))
+        conn = self._conn()
+        key = self._snapshot_key(account)
+        return _snapshot(self._run(lambda keys, args: conn.client.hget(key, "json"), [], []))
 
     def reset(self) -> None:
         client = self._conn().client
-        keys = list(client.scan_iter(match=f"{self.namespace}:*"))
+        keys = list(client.scan_iter(match=f"{self._prefix}:*"))
         if keys:
             client.delete(*keys)
+        self._generation = None
 
     # -- async: the same calls, awaited (or the sync ones in a thread, without an async client)
 
-    async def areserve(
-        self, scope: str, model: str, amount_micro: int, cap_micro: int | None, ttl_s: float
+    async def _arun(self, script: Callable[..., Any], keys: list[str], args: list[Any]) -> Any:
+        try:
+            return await script(keys=keys, args=args)
+        except Exception as exc:
+            if isinstance(exc, NeboConfigurationError) or not _is_redis_error(exc):
+                raise
+            raise _store_error(exc, self.namespace) from None
+
+    async def _agen(self, conn: _Scripts) -> str:
+        if self._generation is None:
+            keys, args = self._generation_call()
+            self._generation = _text(await self._arun(conn.generation, keys, args))
+        return self._generation
+
+    async def areserve_lines(
+        self, lines: Sequence[CapLine], model: str, amount_micro: int, ttl_s: float
     ) -> ReserveResult:
         conn = await self._aconn()
         if conn is None:
-            return await asyncio.to_thread(self.reserve, scope, model, amount_micro, cap_micro, ttl_s)
-        rid, keys, args = self._reserve_call(scope, amount_micro, cap_micro, ttl_s)
-        return _reserve_result(rid, scope, model, amount_micro, await conn.reserve(keys=keys, args=args))
+            return await asyncio.to_thread(self.reserve_lines, lines, model, amount_micro, ttl_s)
+        rid = uuid.uuid4().hex
+        keys, args = self._scope_call(lines, await self._agen(conn), rid, amount_micro, ttl_s)
+        return _reserve_result(rid, lines, model, amount_micro, await self._arun(conn.reserve, keys, args))
 
     async def acommit(
         self, reservation: Reservation, cost_micro: int, observed: bool, estimated: bool = False
@@ -407,57 +539,74 @@ class RedisBudgetStore(BudgetStore):
         conn = await self._aconn()
         if conn is None:
             return await asyncio.to_thread(self.commit, reservation, cost_micro, observed, estimated)
-        keys, args = self._commit_call(reservation, cost_micro, observed, estimated)
-        return int(await conn.commit(keys=keys, args=args))
+        tail = self._settle_tail(reservation, cost_micro, observed, estimated)
+        keys, args = self._scope_call(self._lines(reservation), await self._agen(conn), *tail)
+        return int((await self._arun(conn.settle, keys, args))[1])
 
     async def arelease(self, reservation: Reservation) -> None:
         conn = await self._aconn()
         if conn is None:
             return await asyncio.to_thread(self.release, reservation)
-        keys, args = self._release_call(reservation)
-        await conn.release(keys=keys, args=args)
+        tail = self._settle_tail(reservation, -1, False, False)
+        keys, args = self._scope_call(self._lines(reservation), await self._agen(conn), *tail)
+        await self._arun(conn.settle, keys, args)
+
+    async def _atotals(self, scope: str) -> list[Any] | None:
+        conn = await self._aconn()
+        if conn is None:
+            return None
+        keys, args = self._scope_call([CapLine(scope, None, window_of(scope))], await self._agen(conn))
+        return list(await self._arun(conn.totals, keys, args))
 
     async def aspent(self, scope: str) -> int:
-        conn = await self._aconn()
-        if conn is None:
-            return await asyncio.to_thread(self.spent, scope)
-        return int((await conn.totals(keys=self._keys(scope), args=[scope]))[0])
+        totals = await self._atotals(scope)
+        return int(totals[0]) if totals is not None else await asyncio.to_thread(self.spent, scope)
 
     async def auncertain(self, scope: str) -> int:
-        conn = await self._aconn()
-        if conn is None:
-            return await asyncio.to_thread(self.uncertain, scope)
-        return int((await conn.totals(keys=self._keys(scope), args=[scope]))[1])
+        totals = await self._atotals(scope)
+        return int(totals[1]) if totals is not None else await asyncio.to_thread(self.uncertain, scope)
 
     async def areserved(self, scope: str) -> int:
-        conn = await self._aconn()
-        if conn is None:
-            return await asyncio.to_thread(self.reserved, scope)
-        return int(await conn.reserved(keys=self._keys(scope), args=[scope]))
+        totals = await self._atotals(scope)
+        return int(totals[2]) if totals is not None else await asyncio.to_thread(self.reserved, scope)
 
     async def amean_cost(self, model: str) -> float | None:
         conn = await self._aconn()
         if conn is None:
             return await asyncio.to_thread(self.mean_cost, model)
-        return _mean(await conn.client.hmget(*self._stats_fields(model)))
+        client = conn.client
+        return _mean(
+            await self._arun(lambda keys, args: client.hmget(*keys), list(self._stats_fields(model)), [])
+        )
 
     async def apublish(self, snapshot: BudgetSnapshot) -> None:
         conn = await self._aconn()
         if conn is None:
             return await asyncio.to_thread(self.publish, snapshot)
         keys, args = self._publish_call(snapshot)
-        await conn.publish(keys=keys, args=args)
+        await self._arun(conn.publish, keys, args)
 
     async def asnapshot(self, account: str | None = None) -> BudgetSnapshot | None:
         conn = await self._aconn()
         if conn is None:
             return await asyncio.to_thread(self.snapshot, account)
-        return _snapshot(await conn.client.hget(self._snapshot_key(account), "json"))
+        client, key = conn.client, self._snapshot_key(account)
+        return _snapshot(await self._arun(lambda keys, args: client.hget(key, "json"), [], []))
 
     async def areset(self) -> None:
         conn = await self._aconn()
         if conn is None:
             return await asyncio.to_thread(self.reset)
-        keys = [key async for key in conn.client.scan_iter(match=f"{self.namespace}:*")]
+        keys = [key async for key in conn.client.scan_iter(match=f"{self._prefix}:*")]
         if keys:
             await conn.client.delete(*keys)
+        self._generation = None
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _is_redis_error(exc: BaseException) -> bool:
+    redis = sys.modules.get("redis")
+    return redis is not None and isinstance(exc, redis.RedisError)

@@ -46,7 +46,7 @@ class StillExhausted:
 
 
 def middleware(budget: StillExhausted, exit_behavior: str = "raise") -> NeboBudgetMiddleware:
-    policy = BudgetPolicy(on_exhausted="wait", max_steps=2, wait_margin=1.0, clock=lambda: NOW)
+    policy = BudgetPolicy(on_exhausted="wait", max_steps=2, wait_margin=1.0, wait_jitter=0, clock=lambda: NOW)
     return NeboBudgetMiddleware(
         policy,
         tracker=budget.tracker,

@@ -152,7 +152,18 @@ async def test_a_redirect_is_a_single_request_and_a_final_error_naming_the_statu
 
 # --- 3: the async paths await the budget store; they never call it synchronously -------------
 
-_STORE_METHODS = ("reserve", "commit", "release", "spent", "reserved", "mean_cost", "publish", "snapshot")
+_STORE_METHODS = (
+    "reserve",
+    "reserve_lines",
+    "commit",
+    "release",
+    "spent",
+    "reserved",
+    "uncertain",
+    "mean_cost",
+    "publish",
+    "snapshot",
+)
 
 
 class AsyncOnlyStore(InMemoryBudgetStore):
@@ -207,7 +218,7 @@ async def test_async_nebo_client_awaits_the_store_for_chat_and_stream(nb: Simple
             async with c.stream_chat(BODY) as stream:
                 deltas = [k["choices"][0]["delta"].get("content") async for k in stream if k["choices"]]
     assert deltas == ["hello"]
-    assert store.awaited.count("reserve") == store.awaited.count("commit") == 2
+    assert store.awaited.count("reserve_lines") == store.awaited.count("commit") == 2
     assert await policy.aspent_micro() == 14
 
 
@@ -221,7 +232,7 @@ async def test_async_openai_client_awaits_the_store(nb: SimpleNamespace) -> None
         assert (await sdk.chat.completions.create(**BODY)).choices[0].message.content == "hello"
         async with await sdk.chat.completions.create(**BODY, stream=True) as stream:
             assert [c.choices[0].delta.content async for c in stream if c.choices] == ["hello"]
-    assert store.awaited.count("reserve") == store.awaited.count("commit") == 2
+    assert store.awaited.count("reserve_lines") == store.awaited.count("commit") == 2
     assert await policy.aspent_micro() == 14
 
 
@@ -236,7 +247,7 @@ async def test_running_out_of_budget_steps_raises_budget_exhausted(path: str, nb
             429, json={"error": {"message": "out", "code": "USAGE_LIMIT_EXCEEDED"}}, headers=headers
         )
 
-    policy = BudgetPolicy(on_exhausted="wait", max_steps=2)
+    policy = BudgetPolicy(on_exhausted="wait", max_steps=2, wait_jitter=0)
     server, exc = await chat_on(path, exhausted, policy=policy)
     assert isinstance(exc, NeboBudgetExhausted)
     assert "after 3 budget decisions" in exc.message

@@ -96,6 +96,10 @@ def test_all_is_pinned() -> None:
     assert sorted(nebo_core.__all__) == sorted(
         [
             "AsyncChatStream",
+            "Cap",
+            "NeboBudgetStoreUnavailable",
+            "NeboStoreError",
+            "NeboStoreStateLost",
             "MAX_EMBEDDING_BATCH",
             "NeboProvider",
             "AsyncNeboClient",

@@ -452,7 +452,7 @@ async def test_cap_refuses_before_any_request(connect: Connect, nb: SimpleNamesp
 async def test_wait_sleeps_until_the_window_resets_then_retries_once(
     connect: Connect, nb: SimpleNamespace
 ) -> None:
-    policy = BudgetPolicy(on_exhausted="wait", max_wait=120, wait_margin=1.0)
+    policy = BudgetPolicy(on_exhausted="wait", max_wait=120, wait_margin=1.0, wait_jitter=0)
     exhausted = nb.budget_headers(session_remaining=0, reset="30")  # resets in 30 s
     p = connect(error(429, "USAGE_LIMIT_EXCEEDED", exhausted), ok(nb), policy=policy)
     assert await p.chat(BODY) == "hello"

@@ -147,13 +147,13 @@ def test_wait_corrects_clock_skew_from_the_date_header() -> None:
         observed_at=ours,
         server_date=server_now,
     )
-    p = BudgetPolicy(on_exhausted="wait", max_wait=120, clock=lambda: ours, wait_margin=0.5)
+    p = BudgetPolicy(on_exhausted="wait", max_wait=120, clock=lambda: ours, wait_margin=0.5, wait_jitter=0)
     tracker = BudgetTracker()
     tracker.observe(snapshot)
     decision = p.before_call(CallPlan("chat", "gpt-5-nano"), tracker)
     assert isinstance(decision, Wait)
     assert decision.seconds == pytest.approx(60.5)  # not 160.5: the reset is in the server's time
-    short = BudgetPolicy(on_exhausted="wait", max_wait=30, clock=lambda: ours)
+    short = BudgetPolicy(on_exhausted="wait", max_wait=30, clock=lambda: ours, wait_jitter=0)
     refused = short.before_call(CallPlan("chat", "gpt-5-nano"), tracker)
     assert isinstance(refused, Refuse)
     assert refused.error.window == "session"
@@ -223,7 +223,7 @@ def test_wait_sleeps_until_the_reset_on_the_emulator_clock(emu: NeboEmulator) ->
         sleeps.append(seconds)
         emu.clock.advance(seconds)
 
-    policy = BudgetPolicy(on_exhausted="wait", max_wait=6 * 3600)
+    policy = BudgetPolicy(on_exhausted="wait", max_wait=6 * 3600, wait_jitter=0)
     with client(emu, policy, sleep=sleep) as c:
         emu.set_budget(session_remaining_micro=1)
         first = c.chat(HI)  # funded, and leaves the session window at 0

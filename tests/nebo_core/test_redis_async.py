@@ -296,6 +296,8 @@ class BlockingRedisStore(RedisBudgetStore):
     """The twins call the sync methods on the loop: what a sync Redis client in a coroutine does."""
 
     areserve = BudgetStore.areserve
+    areserve_lines = BudgetStore.areserve_lines
+    auncertain = BudgetStore.auncertain
     acommit = BudgetStore.acommit
     arelease = BudgetStore.arelease
     aspent = BudgetStore.aspent
@@ -347,7 +349,9 @@ def make_store(kind: str, url: str) -> RedisBudgetStore:
     if kind == "sync-client-in-threads":
         return RedisBudgetStore(redis.Redis.from_url(url), namespace=namespace)
     cls = BlockingRedisStore if kind == "blocking" else RedisBudgetStore
-    return cls.from_url(url, namespace=namespace)
+    # No socket timeouts: the blocking store holds the loop on purpose, so its own connects may wait.
+    timeouts = {"socket_timeout": None, "socket_connect_timeout": None} if kind == "blocking" else {}
+    return cls.from_url(url, namespace=namespace, **timeouts)
 
 
 @pytest.mark.parametrize("kind", ["from-url", "sync-client-in-threads", "blocking"])
