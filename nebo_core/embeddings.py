@@ -57,14 +57,19 @@ def embedding_body(
 
 def decode_embedding(value: Any) -> list[float]:
     """A float list, or an OpenAI base64 little-endian float32 string, as floats."""
-    if isinstance(value, str):
-        values = array.array("f")
-        values.frombytes(base64.b64decode(value))
-        if sys.byteorder != "little":
-            values.byteswap()
-        return values.tolist()
-    if isinstance(value, list):
-        return [float(v) for v in value]
+    try:
+        if isinstance(value, str):
+            values = array.array("f")
+            values.frombytes(base64.b64decode(value, validate=True))
+            if sys.byteorder != "little":
+                values.byteswap()
+            return values.tolist()
+        if isinstance(value, list):
+            return [float(v) for v in value]
+    except (ValueError, TypeError) as exc:  # binascii.Error is a ValueError
+        raise NeboUpstreamError(
+            f"Nebo returned an embedding that cannot be read: {exc}", status=200
+        ) from None
     raise NeboUpstreamError("Nebo returned an embedding that is neither a list nor base64", status=200)
 
 

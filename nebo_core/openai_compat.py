@@ -52,6 +52,10 @@ def http_module(openai_module: ModuleType) -> ModuleType:
     return importlib.import_module("httpx")
 
 
+SDK_KEY_PLACEHOLDER = "nebo-token-set-by-transport"
+"""The API key the SDK is given: the transport replaces its Authorization with Nebo's token."""
+
+
 def _sdk_kwargs(settings: NeboSettings, openai_kwargs: Mapping[str, Any], http_client: Any) -> dict[str, Any]:
     """Keyword arguments for ``openai.OpenAI`` / ``AsyncOpenAI`` (pure)."""
     if "http_client" in openai_kwargs:
@@ -62,7 +66,9 @@ def _sdk_kwargs(settings: NeboSettings, openai_kwargs: Mapping[str, Any], http_c
         )
     return {
         **openai_kwargs,
-        "api_key": settings.api_key.get_secret_value(),
+        # A placeholder: the transport sets the real Authorization on the wire, so the token never
+        # sits in the SDK's request objects (which its errors carry, pickles included).
+        "api_key": SDK_KEY_PLACEHOLDER,
         "base_url": settings.base_url,
         "timeout": settings.timeout,
         # Exactly one retry layer: the transport's, which never retries a budget 429.

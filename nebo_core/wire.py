@@ -402,17 +402,35 @@ def _cost_from_headers(before: BudgetSnapshot | None, after: BudgetSnapshot | No
     return drop if drop > 0 else None
 
 
+_BASE64 = re.compile(r"[A-Za-z0-9+/]*={0,2}")
+
+
+def _embedding_shape(value: Any) -> bool:
+    """Whether ``value`` looks like one embedding (checked cheaply: decoding is done once, later)."""
+    if isinstance(value, str):
+        return len(value) % 4 == 0 and _BASE64.fullmatch(value) is not None and (len(value) // 4 * 3) >= 4
+    if isinstance(value, list):
+        return bool(value) and isinstance(value[0], (int, float)) and not isinstance(value[0], bool)
+    return False
+
+
 def check_body(kind: str | None, data: Any, inputs: int, snapshot: BudgetSnapshot | None) -> None:
     """Raise :class:`NeboUpstreamError` for a 2xx body that cannot be the answer to ``kind``."""
     problem = None
-    if kind == "chat" and not (isinstance(data, dict) and isinstance(data.get("choices"), list)):
-        problem = "a chat response without choices"
+    if kind == "chat":
+        choices = data.get("choices") if isinstance(data, dict) else None
+        if not isinstance(choices, list):
+            problem = "a chat response without choices"
+        elif not all(isinstance(c, dict) for c in choices):
+            problem = "a chat response whose choices are not all objects"
     elif kind == "embedding":
         vectors = data.get("data") if isinstance(data, dict) else None
         if not isinstance(vectors, list):
             problem = "an embeddings response without data"
         elif inputs and len(vectors) != inputs:
             problem = f"{len(vectors)} embeddings for {inputs} inputs"
+        elif not all(isinstance(v, dict) and _embedding_shape(v.get("embedding")) for v in vectors):
+            problem = "an embedding that is neither a list of numbers nor base64 float32"
     if problem is not None:
         body = data if isinstance(data, (dict, list)) else str(data)[:500]
         raise NeboUpstreamError(f"Nebo returned {problem}", status=200, body=body, snapshot=snapshot)

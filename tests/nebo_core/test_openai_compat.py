@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import pickle
 import subprocess
 import sys
 from typing import Any
@@ -25,7 +26,7 @@ from nebo_core import (  # noqa: E402
     async_openai_client,
     openai_client,
 )
-from nebo_core.openai_compat import http_module  # noqa: E402
+from nebo_core.openai_compat import SDK_KEY_PLACEHOLDER, http_module  # noqa: E402
 from nebo_core.policy import BudgetPolicy  # noqa: E402
 from nebo_core.transport import transport_classes  # noqa: E402
 
@@ -502,10 +503,24 @@ def test_settings_come_from_nebo_env_never_openai(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("NEBO_API_KEY", TOKEN)
     monkeypatch.setenv("OPENAI_BASE_URL", "https://api.openai.com/v1")
     client = openai_client()
-    assert client.api_key == TOKEN
+    # The SDK holds a placeholder (its request objects ride on its errors, pickles included);
+    # the transport puts NEBO_API_KEY on the wire (test_the_token_reaches_the_wire_not_the_sdk).
+    assert client.api_key == SDK_KEY_PLACEHOLDER
     assert str(client.base_url).startswith("https://janus.neboloop.com/v1")
     with pytest.raises(NeboConfigurationError, match="plain http"):
         openai_client(base_url="http://janus.example.com/v1")
+
+
+@pytest.mark.parametrize("is_async", [False, True])
+async def test_the_token_reaches_the_wire_not_the_sdk(is_async: bool) -> None:
+    fake = Fake(error(400, message="bad"))
+    client = make(fake, is_async, max_retries=0)
+    with pytest.raises(openai.BadRequestError) as info:
+        await chat(client)
+    assert fake.requests[0].headers["authorization"] == f"Bearer {TOKEN}"
+    assert TOKEN not in repr(info.value.request.headers)
+    assert TOKEN.encode() not in pickle.dumps(info.value)
+    await call(client.close)
 
 
 def test_the_sdk_never_retries_and_its_http_client_is_ours() -> None:
