@@ -164,10 +164,19 @@ class BaseClient:
 
     @staticmethod
     def _embed_calls(
-        texts: Sequence[str] | str, model: str, dimensions: int | None, encoding_format: str, batch_size: int
+        texts: Sequence[str] | str,
+        model: str,
+        dimensions: int | None,
+        encoding_format: str,
+        batch_size: int,
+        extra_body: Mapping[str, Any] | None = None,
     ) -> list[dict[str, Any]]:
+        if extra_body is not None and not isinstance(extra_body, Mapping):
+            raise NeboConfigurationError(
+                f"extra_body must be a dict of body fields, got {type(extra_body).__name__}"
+            )
         return [
-            embeddings.embedding_body(part, model, dimensions, encoding_format)
+            embeddings.embedding_body(part, model, dimensions, encoding_format, extra_body)
             for _, part in embeddings.batches(texts, batch_size)
         ]
 
@@ -271,13 +280,15 @@ class NeboClient(BaseClient):
         batch_size: int = 2048,
         concurrency: int = 4,
         encoding_format: str = "base64",
+        extra_body: Mapping[str, Any] | None = None,
         scope: Scope = None,
         timeout: float | None = None,
         max_retries: int | None = None,
         extra_headers: Mapping[str, str] | None = None,
     ) -> EmbeddingResult:
-        """Embed ``texts`` in order, ``batch_size`` per request, up to ``concurrency`` requests at once."""
-        bodies = self._embed_calls(texts, model, dimensions, encoding_format, batch_size)
+        """Embed ``texts`` in order, ``batch_size`` per request, up to ``concurrency`` requests at once;
+        ``extra_body`` fields (``user``...) go into every request."""
+        bodies = self._embed_calls(texts, model, dimensions, encoding_format, batch_size, extra_body)
 
         def run(body: dict[str, Any]) -> Batch:
             ex = self._exchange(
@@ -410,13 +421,15 @@ class AsyncNeboClient(BaseClient):
         batch_size: int = 2048,
         concurrency: int = 4,
         encoding_format: str = "base64",
+        extra_body: Mapping[str, Any] | None = None,
         scope: Scope = None,
         timeout: float | None = None,
         max_retries: int | None = None,
         extra_headers: Mapping[str, str] | None = None,
     ) -> EmbeddingResult:
-        """Embed ``texts`` in order, ``batch_size`` per request, up to ``concurrency`` requests at once."""
-        bodies = self._embed_calls(texts, model, dimensions, encoding_format, batch_size)
+        """Embed ``texts`` in order, ``batch_size`` per request, up to ``concurrency`` requests at once;
+        ``extra_body`` fields (``user``...) go into every request."""
+        bodies = self._embed_calls(texts, model, dimensions, encoding_format, batch_size, extra_body)
         gate = asyncio.Semaphore(max(concurrency, 1))
 
         async def run(body: dict[str, Any]) -> Batch:

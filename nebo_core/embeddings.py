@@ -5,7 +5,7 @@ from __future__ import annotations
 import array
 import base64
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from nebo_core.budget import UsageRecord
@@ -39,11 +39,26 @@ def batches(texts: Sequence[str] | str, size: int) -> list[tuple[int, list[str]]
     return [(i, list(texts[i : i + size])) for i in range(0, len(texts), size)]
 
 
+OWN_FIELDS = ("input", "model", "encoding_format", "dimensions")
+"""Body fields the embeddings call sets itself: ``extra_body`` may not override them."""
+
+
 def embedding_body(
-    texts: Sequence[str], model: str | None, dimensions: int | None, encoding_format: str
+    texts: Sequence[str],
+    model: str | None,
+    dimensions: int | None,
+    encoding_format: str,
+    extra_body: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The request body for one batch (the model and dimensions checked against the table)."""
+    """The request body for one batch (the model and dimensions checked against the table), with
+    ``extra_body``'s fields merged in (``user``, or a field newer than this package)."""
+    clash = sorted(set(extra_body or {}) & set(OWN_FIELDS))
+    if clash:
+        raise NeboConfigurationError(
+            f"extra_body may not set {clash}: pass them as embed() arguments (model=, dimensions=, ...)"
+        )
     body: dict[str, Any] = {
+        **(extra_body or {}),
         "model": model or DEFAULT_EMBEDDING_MODEL,
         # OpenAI rejects "" as input; a space embeds as "nothing" without failing the batch.
         "input": [t if t else " " for t in texts],

@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
+import time
 import weakref
 from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -55,6 +56,9 @@ Action = Literal["go", "wait", "refuse"]
 ExhaustedMode = Literal["raise", "wait", "fallback"]
 StoreErrorMode = Literal["closed", "open", "local"]
 WarnCallback = Callable[[WindowState, float, BudgetSnapshot], None]
+MEAN_CACHE_S = 2.0
+"""How long a model's observed mean cost is reused before the store is asked again by default (it
+moves slowly; asking every call would cost a round trip)."""
 CAP_CODE = "BUDGET_CAP_REACHED"
 STORE_CODE = "BUDGET_STORE_UNAVAILABLE"
 RESERVATION_MARGIN_S = 60.0
@@ -250,7 +254,9 @@ class BudgetPolicy:
     ``"closed"`` (the default: refuse with :class:`NeboBudgetStoreUnavailable`, so no cap is
     ever overspent unseen), ``"open"`` (let it through, logged, and charge it once the store
     is back: :meth:`settle_pending`), or ``"local"`` (enforce the caps in this process only,
-    logged).
+    logged). A capped call costs two store round trips: one reservation (which reads other
+    processes' budget snapshot too) and one settlement (which publishes this call's); a model's
+    observed mean cost is reused for ``mean_cache_s`` seconds.
     ``reservation_ttl`` is how long a call's hold on a cap outlives a dead worker; by default
     the call's timeout plus :data:`RESERVATION_MARGIN_S`. A hold that expires unsettled is
     charged (the call may have been billed), and corrected if its call settles later.
@@ -274,6 +280,7 @@ class BudgetPolicy:
         max_steps: int = 8,
         on_store_error: StoreErrorMode = "closed",
         wait_jitter: float = 10.0,
+        mean_cache_s: float = MEAN_CACHE_S,
         clock: Callable[[], datetime] = _utcnow,
     ) -> None:
         self.warn_at = tuple(warn_at)
@@ -297,6 +304,9 @@ class BudgetPolicy:
         self._local: InMemoryBudgetStore | None = None
         """The in-process store ``on_store_error="local"`` falls back to."""
         self._local_ids: set[str] = set()
+        self._means: dict[str, tuple[float, float]] = {}
+        self.mean_cache_s = mean_cache_s
+        """Model -> (observed mean cost, when to ask the store again)."""
         """Reservations held in that store (settled there)."""
         self._pending: list[tuple[tuple[CapLine, ...], str, int, bool]] = []
         """Charges the store could not take (lines, model, cost, estimated), settled when it is back."""
@@ -418,7 +428,15 @@ class BudgetPolicy:
             return int(self.estimate_micro(plan))
         if self.estimate_micro is not None:
             return self.estimate_micro
-        mean = None if plan.kind == "embedding" else (yield ("mean_cost", (plan.model,)))
+        mean = None
+        if plan.kind == "chat":
+            cached = self._means.get(plan.model)
+            if cached is not None and cached[1] > time.monotonic():
+                mean = cached[0]
+            else:
+                mean = yield ("mean_cost", (plan.model,))
+                if mean is not None and self.mean_cache_s > 0:  # a model never costed is asked each time
+                    self._means[plan.model] = (mean, time.monotonic() + self.mean_cache_s)
         return estimate.estimate_micro(plan.kind, plan.model, plan.body, mean)
 
     def ttl(self, plan: CallPlan) -> float:
@@ -485,21 +503,40 @@ class BudgetPolicy:
             )
         if error is not None:
             return (yield from self._exhausted(plan, error, tracker))
-        snapshot = yield from self._snapshot(tracker, plan.account)
-        if snapshot is not None:
-            now = self._clock() + timedelta(seconds=snapshot.clock_skew())
-            with self._lock:
-                if self._waited_past is not None and self._waited_past > now:
-                    now = self._waited_past  # a caller slept through that reset (our clock may lag)
-            exhausted = exhausted_error(snapshot, now)
+        # This process's snapshot first (no I/O); other processes' comes with the reservation.
+        exhausted = self._exhausted_now(tracker.snapshot_for(plan.account))
+        if exhausted is not None:
+            # A newer report from another process may say the budget is back (a top-up, a reset).
+            exhausted = self._exhausted_now((yield from self._snapshot(tracker, plan.account)))
             if exhausted is not None:
                 return (yield from self._exhausted(plan, exhausted, tracker))
         return (yield from self._admit(plan, tracker))
 
+    def _exhausted_now(self, snapshot: BudgetSnapshot | None) -> NeboBudgetExhausted | None:
+        """The budget error ``snapshot`` means for a call now (``None``: it may go)."""
+        if snapshot is None or not snapshot.exhausted:
+            return None
+        now = self._clock() + timedelta(seconds=snapshot.clock_skew())
+        with self._lock:
+            if self._waited_past is not None and self._waited_past > now:
+                now = self._waited_past  # a caller slept through that reset (our clock may lag)
+        return exhausted_error(snapshot, now)
+
     def _admit(self, plan: CallPlan, tracker: BudgetTracker) -> Steps[Decision]:
         lines = self.lines(plan.scope)
         amount = yield from self.estimate_steps(plan)
-        result: ReserveResult = yield ("reserve_lines", (lines, plan.model, amount, self.ttl(plan)))
+        result: ReserveResult = yield (
+            "reserve_lines",
+            (lines, plan.model, amount, self.ttl(plan), plan.account),
+        )
+        mine = tracker.snapshot_for(plan.account)
+        shared = result.snapshot
+        if shared is not None and (mine is None or shared.observed_at > mine.observed_at):
+            exhausted = self._exhausted_now(shared)  # another process saw the budget run out
+            if exhausted is not None:
+                if result.reservation is not None:
+                    yield ("release", (result.reservation,))
+                return (yield from self._exhausted(plan, exhausted, tracker))
         if result.reservation is not None:
             return Go(plan.model, result.reservation)
         line = result.line or lines[0]
@@ -584,10 +621,12 @@ class BudgetPolicy:
         return decision
 
     def settle_steps(self, decision: Decision, record: UsageRecord | None) -> Steps[None]:
-        """After the call: ``record`` is its usage, or ``None`` when it failed unbilled."""
-        if record is not None and record.snapshot is not None:
-            yield ("publish", (record.snapshot,))
+        """After the call: ``record`` is its usage, or ``None`` when it failed unbilled. One store
+        step: the settlement publishes the call's snapshot too."""
+        snapshot = record.snapshot if record is not None else None
         reservation = decision.reservation if isinstance(decision, Go) else None
+        if snapshot is not None and (reservation is None or record is None):
+            yield ("publish", (snapshot,))
         if reservation is None:
             if isinstance(decision, Go) and decision.unchecked and record is not None:
                 cost = record.cost_micro if record.cost_micro is not None else 0
@@ -600,7 +639,7 @@ class BudgetPolicy:
         observed = record.cost_source in ("server", "headers") and record.complete
         cost = record.cost_micro if record.cost_micro is not None else reservation.amount_micro
         estimated = record.cost_micro is None or record.uncertain
-        spent = yield ("commit", (reservation, cost, observed, estimated))
+        spent = yield ("commit", (reservation, cost, observed, estimated, snapshot))
         first = reservation.lines[0] if reservation.lines else None
         if first is not None and first.cap_micro is not None and spent > first.cap_micro:
             logger.info(
@@ -698,9 +737,7 @@ class BudgetPolicy:
             "Nebo budget store failed settling a call (%s); its %d micro are kept to charge later", exc, cost
         )
         with self._lock:
-            self._pending.append(
-                (lines, decision.model, cost, record.uncertain or record.cost_micro is None)
-            )
+            self._pending.append((lines, decision.model, cost, record.uncertain or record.cost_micro is None))
 
     @property
     def pending_micro(self) -> int:

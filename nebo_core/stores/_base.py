@@ -77,6 +77,9 @@ class ReserveResult:
     """Held by other in-flight calls (not counting this one), on :attr:`line`."""
     line: CapLine | None = None
     """The line that refused (or the first line, when granted)."""
+    snapshot: BudgetSnapshot | None = None
+    """The freshest budget snapshot shared in the store for the account asked about, read in the
+    same step (so a decision costs one round trip)."""
 
 
 class BudgetStore(ABC):
@@ -84,11 +87,17 @@ class BudgetStore(ABC):
 
     @abstractmethod
     def reserve_lines(
-        self, lines: Sequence[CapLine], model: str, amount_micro: int, ttl_s: float
+        self,
+        lines: Sequence[CapLine],
+        model: str,
+        amount_micro: int,
+        ttl_s: float,
+        account: str | None = None,
     ) -> ReserveResult:
         """Atomically: charge expired reservations (their calls may have been billed), then hold
         ``amount_micro`` on every line if each has ``spent + reserved + amount <= cap``
-        (uncapped lines always have room); else hold nothing and say which line refused."""
+        (uncapped lines always have room); else hold nothing and say which line refused. The
+        result carries the shared snapshot of ``account`` too."""
 
     def reserve(
         self, scope: str, model: str, amount_micro: int, cap_micro: int | None, ttl_s: float
@@ -98,12 +107,18 @@ class BudgetStore(ABC):
 
     @abstractmethod
     def commit(
-        self, reservation: Reservation, cost_micro: int, observed: bool, estimated: bool = False
+        self,
+        reservation: Reservation,
+        cost_micro: int,
+        observed: bool,
+        estimated: bool = False,
+        snapshot: BudgetSnapshot | None = None,
     ) -> int:
         """Atomically replace ``reservation`` by the real cost (correcting the charge if it had
         expired); returns the scope's new spend. ``observed``: ``cost_micro`` is a server-reported
         cost (it then feeds the per-model mean used for estimates); ``estimated``: it is an
-        estimate for a call that may have been billed (counted in :meth:`uncertain`)."""
+        estimate for a call that may have been billed (counted in :meth:`uncertain`);
+        ``snapshot``: published in the same step (as :meth:`publish`)."""
 
     @abstractmethod
     def release(self, reservation: Reservation) -> None:
@@ -143,10 +158,15 @@ class BudgetStore(ABC):
     # (Redis) overrides them so an event loop never blocks on a round trip.
 
     async def areserve_lines(
-        self, lines: Sequence[CapLine], model: str, amount_micro: int, ttl_s: float
+        self,
+        lines: Sequence[CapLine],
+        model: str,
+        amount_micro: int,
+        ttl_s: float,
+        account: str | None = None,
     ) -> ReserveResult:
         """The async twin of :meth:`reserve_lines`."""
-        return self.reserve_lines(lines, model, amount_micro, ttl_s)
+        return self.reserve_lines(lines, model, amount_micro, ttl_s, account)
 
     async def areserve(
         self, scope: str, model: str, amount_micro: int, cap_micro: int | None, ttl_s: float
@@ -156,10 +176,15 @@ class BudgetStore(ABC):
         return await self.areserve_lines([line], model, amount_micro, ttl_s)
 
     async def acommit(
-        self, reservation: Reservation, cost_micro: int, observed: bool, estimated: bool = False
+        self,
+        reservation: Reservation,
+        cost_micro: int,
+        observed: bool,
+        estimated: bool = False,
+        snapshot: BudgetSnapshot | None = None,
     ) -> int:
         """The async twin of :meth:`commit`."""
-        return self.commit(reservation, cost_micro, observed, estimated)
+        return self.commit(reservation, cost_micro, observed, estimated, snapshot)
 
     async def auncertain(self, scope: str) -> int:
         """The async twin of :meth:`uncertain`."""

@@ -107,8 +107,14 @@ class InMemoryBudgetStore(BudgetStore):
     # -- the contract ---------------------------------------------------------------------
 
     def reserve_lines(
-        self, lines: Sequence[CapLine], model: str, amount_micro: int, ttl_s: float
+        self,
+        lines: Sequence[CapLine],
+        model: str,
+        amount_micro: int,
+        ttl_s: float,
+        account: str | None = None,
     ) -> ReserveResult:
+        shared = self._snapshots.get(account)
         with self._lock:
             now = self._clock()
             states = []
@@ -117,19 +123,26 @@ class InMemoryBudgetStore(BudgetStore):
                 spent = self._spent_now(line.key, now)
                 reserved = sum(amount for amount, _ in held.values())
                 if line.cap_micro is not None and spent + reserved + amount_micro > line.cap_micro:
-                    return ReserveResult(None, spent, reserved, line)
+                    return ReserveResult(None, spent, reserved, line, shared)
                 states.append((spent, reserved))
             rid = uuid.uuid4().hex
             for line in lines:
                 self._held.setdefault(line.key, {})[rid] = (amount_micro, now + ttl_s)
             spent, reserved = states[0]
             reservation = Reservation(rid, lines[0].key, amount_micro, model, tuple(lines))
-            return ReserveResult(reservation, spent, reserved, lines[0])
+            return ReserveResult(reservation, spent, reserved, lines[0], shared)
 
     def commit(
-        self, reservation: Reservation, cost_micro: int, observed: bool, estimated: bool = False
+        self,
+        reservation: Reservation,
+        cost_micro: int,
+        observed: bool,
+        estimated: bool = False,
+        snapshot: BudgetSnapshot | None = None,
     ) -> int:
         with self._lock:
+            if snapshot is not None:
+                self._publish(snapshot)
             now = self._clock()
             if self._settled(reservation, now):
                 for key in reservation.keys:
@@ -167,9 +180,12 @@ class InMemoryBudgetStore(BudgetStore):
 
     def publish(self, snapshot: BudgetSnapshot) -> None:
         with self._lock:
-            held = self._snapshots.get(snapshot.account)
-            if held is None or snapshot.observed_at >= held.observed_at:
-                self._snapshots[snapshot.account] = snapshot
+            self._publish(snapshot)
+
+    def _publish(self, snapshot: BudgetSnapshot) -> None:
+        held = self._snapshots.get(snapshot.account)
+        if held is None or snapshot.observed_at >= held.observed_at:
+            self._snapshots[snapshot.account] = snapshot
 
     def snapshot(self, account: str | None = None) -> BudgetSnapshot | None:
         return self._snapshots.get(account)

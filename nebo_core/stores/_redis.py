@@ -52,9 +52,10 @@ from nebo_core.stores._base import (
     window_of,
 )
 
-# Every scope script: KEYS 1 spent hash, 2 uncertain hash, 3 stats hash, 4 settled zset, 5 generation;
-# then five per line: held zset (id -> expiry), amounts hash (id -> amount), gone hash (expired id ->
-# amount charged), gone-at zset (expired id -> when to forget), rolling buckets hash.
+# Every scope script: KEYS 1 spent hash, 2 uncertain hash, 3 stats hash, 4 settled zset, 5 generation,
+# 6 the account's snapshot hash; then five per line: held zset (id -> expiry), amounts hash (id ->
+# amount), gone hash (expired id -> amount charged), gone-at zset (expired id -> when to forget),
+# rolling buckets hash.
 # ARGV 1 expected generation, 2 line count n, then three per line: key, cap (-1: none), window (0: none).
 _PRELUDE = f"""
 local t = redis.call('TIME')
@@ -63,7 +64,7 @@ local gen = redis.call('GET', KEYS[5])
 if gen ~= ARGV[1] then return redis.error_reply('NEBO_STATE_LOST') end
 local n = tonumber(ARGV[2])
 local rest = 2 + 3 * n
-local function lk(j, i) return KEYS[5 + (j - 1) * 5 + i] end
+local function lk(j, i) return KEYS[6 + (j - 1) * 5 + i] end
 local function la(j, i) return ARGV[2 + (j - 1) * 3 + i] end
 local function bucket(w) return string.format('%d', math.floor(now / (w / {ROLLING_BUCKETS}))) end
 local function add(j, amount)
@@ -106,7 +107,7 @@ local function purge(j)
   return reserved
 end
 """
-# ARGV after the lines: id, amount, ttl. Reply: {granted, spent, reserved, line judged}.
+# ARGV after the lines: id, amount, ttl. Reply: {granted, spent, reserved, line judged, snapshot json}.
 _RESERVE = (
     _PRELUDE
     + """
@@ -117,20 +118,29 @@ for j = 1, n do
   local s = spent(j)
   if j == 1 then first = {s, reserved} end
   local cap = tonumber(la(j, 2))
-  if cap >= 0 and s + reserved + amount > cap then return {0, s, reserved, j} end
+  if cap >= 0 and s + reserved + amount > cap then
+    return {0, s, reserved, j, redis.call('HGET', KEYS[6], 'json') or ''}
+  end
 end
 for j = 1, n do
   redis.call('ZADD', lk(j, 1), now + tonumber(ARGV[rest + 3]), ARGV[rest + 1])
   redis.call('HSET', lk(j, 2), ARGV[rest + 1], amount)
 end
-return {1, first[1], first[2], 1}
+return {1, first[1], first[2], 1, redis.call('HGET', KEYS[6], 'json') or ''}
 """
 )
-# ARGV after the lines: id, cost (-1: a release), model, observed, estimated. Reply: {applied, spent}.
+# ARGV after the lines: id, cost (-1: a release), model, observed, estimated, and a snapshot to
+# publish (observed_at, json; empty: none). Reply: {applied, spent}.
 _SETTLE = (
     _PRELUDE
     + f"""
 local id = ARGV[rest + 1]
+if ARGV[rest + 7] ~= '' then
+  local at = redis.call('HGET', KEYS[6], 'at')
+  if not at or tonumber(at) <= tonumber(ARGV[rest + 6]) then
+    redis.call('HSET', KEYS[6], 'at', ARGV[rest + 6], 'json', ARGV[rest + 7])
+  end
+end
 redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now)
 if redis.call('ZSCORE', KEYS[4], id) then return {{0, spent(1)}} end
 redis.call('ZADD', KEYS[4], now + {DONE_TTL_S}, id)
@@ -229,12 +239,13 @@ def _with_driver_info(redis: Any, redis_kwargs: dict[str, Any]) -> dict[str, Any
 def _reserve_result(
     rid: str, lines: Sequence[CapLine], model: str, amount_micro: int, reply: Any
 ) -> ReserveResult:
-    ok, spent, reserved, judged = reply
+    ok, spent, reserved, judged, shared = reply
     line = lines[int(judged) - 1]
+    snapshot = _snapshot(shared)
     if not int(ok):
-        return ReserveResult(None, int(spent), int(reserved), line)
+        return ReserveResult(None, int(spent), int(reserved), line, snapshot)
     reservation = Reservation(rid, lines[0].key, amount_micro, model, tuple(lines))
-    return ReserveResult(reservation, int(spent), int(reserved), line)
+    return ReserveResult(reservation, int(spent), int(reserved), line, snapshot)
 
 
 def _mean(reply: Any) -> float | None:
@@ -403,8 +414,11 @@ class RedisBudgetStore(BudgetStore):
     def _key(self, name: str) -> str:
         return f"{self._prefix}:{name}"
 
-    def _scope_call(self, lines: Sequence[CapLine], generation: str, *tail: Any) -> _Call:
+    def _scope_call(
+        self, lines: Sequence[CapLine], generation: str, *tail: Any, account: str | None = None
+    ) -> _Call:
         keys = [self._key(n) for n in ("spent", "uncertain", "stats", "settled", "generation")]
+        keys.append(self._snapshot_key(account))
         args: list[Any] = [generation, len(lines)]
         for line in lines:
             keys += [self._key(f"{kind}:{line.key}") for kind in ("held", "amt", "gone", "gone-at", "roll")]
@@ -415,8 +429,22 @@ class RedisBudgetStore(BudgetStore):
     def _lines(self, reservation: Reservation) -> list[CapLine]:
         return list(reservation.lines) or [CapLine(reservation.scope, None, window_of(reservation.scope))]
 
-    def _settle_tail(self, reservation: Reservation, cost: int, observed: bool, estimated: bool) -> list[Any]:
-        return [reservation.id, cost, reservation.model, int(observed), int(estimated)]
+    def _settle_call(
+        self,
+        reservation: Reservation,
+        cost: int,
+        observed: bool,
+        estimated: bool,
+        snapshot: BudgetSnapshot | None,
+        generation: str,
+    ) -> _Call:
+        tail = [reservation.id, cost, reservation.model, int(observed), int(estimated)]
+        if snapshot is None:
+            tail += ["", ""]
+        else:
+            tail += [f"{snapshot.observed_at.timestamp():.6f}", encode_snapshot(snapshot)]
+        account = snapshot.account if snapshot is not None else None
+        return self._scope_call(self._lines(reservation), generation, *tail, account=account)
 
     def _stats_fields(self, model: str) -> tuple[str, str, str]:
         return self._key("stats"), f"{model}|sum", f"{model}|n"
@@ -454,22 +482,30 @@ class RedisBudgetStore(BudgetStore):
         return self._generation
 
     def reserve_lines(
-        self, lines: Sequence[CapLine], model: str, amount_micro: int, ttl_s: float
+        self,
+        lines: Sequence[CapLine],
+        model: str,
+        amount_micro: int,
+        ttl_s: float,
+        account: str | None = None,
     ) -> ReserveResult:
         rid = uuid.uuid4().hex
-        keys, args = self._scope_call(lines, self._gen(), rid, amount_micro, ttl_s)
+        keys, args = self._scope_call(lines, self._gen(), rid, amount_micro, ttl_s, account=account)
         return _reserve_result(rid, lines, model, amount_micro, self._run(self._conn().reserve, keys, args))
 
     def commit(
-        self, reservation: Reservation, cost_micro: int, observed: bool, estimated: bool = False
+        self,
+        reservation: Reservation,
+        cost_micro: int,
+        observed: bool,
+        estimated: bool = False,
+        snapshot: BudgetSnapshot | None = None,
     ) -> int:
-        tail = self._settle_tail(reservation, cost_micro, observed, estimated)
-        keys, args = self._scope_call(self._lines(reservation), self._gen(), *tail)
+        keys, args = self._settle_call(reservation, cost_micro, observed, estimated, snapshot, self._gen())
         return int(self._run(self._conn().settle, keys, args)[1])
 
     def release(self, reservation: Reservation) -> None:
-        tail = self._settle_tail(reservation, -1, False, False)
-        keys, args = self._scope_call(self._lines(reservation), self._gen(), *tail)
+        keys, args = self._settle_call(reservation, -1, False, False, None, self._gen())
         self._run(self._conn().settle, keys, args)
 
     def _totals(self, scope: str) -> list[Any]:
@@ -524,31 +560,44 @@ class RedisBudgetStore(BudgetStore):
         return self._generation
 
     async def areserve_lines(
-        self, lines: Sequence[CapLine], model: str, amount_micro: int, ttl_s: float
+        self,
+        lines: Sequence[CapLine],
+        model: str,
+        amount_micro: int,
+        ttl_s: float,
+        account: str | None = None,
     ) -> ReserveResult:
         conn = await self._aconn()
         if conn is None:
-            return await asyncio.to_thread(self.reserve_lines, lines, model, amount_micro, ttl_s)
+            return await asyncio.to_thread(self.reserve_lines, lines, model, amount_micro, ttl_s, account)
         rid = uuid.uuid4().hex
-        keys, args = self._scope_call(lines, await self._agen(conn), rid, amount_micro, ttl_s)
+        keys, args = self._scope_call(
+            lines, await self._agen(conn), rid, amount_micro, ttl_s, account=account
+        )
         return _reserve_result(rid, lines, model, amount_micro, await self._arun(conn.reserve, keys, args))
 
     async def acommit(
-        self, reservation: Reservation, cost_micro: int, observed: bool, estimated: bool = False
+        self,
+        reservation: Reservation,
+        cost_micro: int,
+        observed: bool,
+        estimated: bool = False,
+        snapshot: BudgetSnapshot | None = None,
     ) -> int:
         conn = await self._aconn()
         if conn is None:
-            return await asyncio.to_thread(self.commit, reservation, cost_micro, observed, estimated)
-        tail = self._settle_tail(reservation, cost_micro, observed, estimated)
-        keys, args = self._scope_call(self._lines(reservation), await self._agen(conn), *tail)
+            return await asyncio.to_thread(
+                self.commit, reservation, cost_micro, observed, estimated, snapshot
+            )
+        generation = await self._agen(conn)
+        keys, args = self._settle_call(reservation, cost_micro, observed, estimated, snapshot, generation)
         return int((await self._arun(conn.settle, keys, args))[1])
 
     async def arelease(self, reservation: Reservation) -> None:
         conn = await self._aconn()
         if conn is None:
             return await asyncio.to_thread(self.release, reservation)
-        tail = self._settle_tail(reservation, -1, False, False)
-        keys, args = self._scope_call(self._lines(reservation), await self._agen(conn), *tail)
+        keys, args = self._settle_call(reservation, -1, False, False, None, await self._agen(conn))
         await self._arun(conn.settle, keys, args)
 
     async def _atotals(self, scope: str) -> list[Any] | None:

@@ -5,6 +5,7 @@ waiters that do not wake as a herd."""
 from __future__ import annotations
 
 import multiprocessing
+import threading
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -370,3 +371,54 @@ def test_two_hundred_waiters_in_four_processes_wake_spread_out() -> None:
     per_second = Counter(int(w) for w in wakes)
     mean_first_10s = sum(per_second[s] for s in range(10)) / 10
     assert max(per_second.values()) <= 3 * mean_first_10s
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+def test_a_capped_call_costs_two_redis_round_trips(redis_url: str, is_async: bool) -> None:
+    import asyncio
+
+    from nebo_core import AsyncNeboClient
+
+    store = RedisBudgetStore.from_url(redis_url, namespace=f"rtt-{uuid.uuid4().hex[:6]}")
+    policy = BudgetPolicy(caps=[Cap("org", 10**9), Cap("tenant", 10**9, period="day")], store=store)
+    admin = redis.Redis.from_url(redis_url)
+    scope = T1
+    with NeboEmulator() as emu:
+        seen: list[str] = []
+
+        def monitor(ready: threading.Event) -> None:
+            with admin.monitor() as m:
+                ready.set()
+                for command in m.listen():
+                    text = command["command"]
+                    if text.startswith("ECHO stop"):
+                        return
+                    if command.get("client_type") != "lua" and "[0 lua]" not in str(command):
+                        seen.append(text.split(" ", 1)[0])
+
+        async def calls(n: int) -> None:
+            async with AsyncNeboClient(api_key=emu.token, base_url=emu.base_url, policy=policy) as c:
+                for _ in range(n):
+                    await c.chat(BODY, scope=scope)
+
+        def run(n: int) -> None:
+            if is_async:
+                asyncio.run(calls(n))
+                return
+            with NeboClient(api_key=emu.token, base_url=emu.base_url, policy=policy) as c:
+                for _ in range(n):
+                    c.chat(BODY, scope=scope)
+
+        run(3)  # warm: the generation marker, script loading, the model's mean
+        ready = threading.Event()
+        watcher = threading.Thread(target=monitor, args=(ready,))
+        watcher.start()
+        ready.wait(5)
+        run(10)
+        admin.echo("stop")
+        watcher.join(10)
+        # A reservation and a settlement, nothing else (client setup aside).
+        assert [c for c in seen if c not in ("CLIENT", "HELLO", "SELECT")] == ["EVALSHA"] * 20
+    admin.close()
+    store.close()

@@ -713,3 +713,22 @@ def test_per_call_extra_headers_reach_the_wire_and_never_replace_the_token(nb: S
         with pytest.raises(NeboConfigurationError, match=match):
             client.chat(BODY, extra_headers=bad)  # type: ignore[arg-type]
     assert len(fake.requests) == 2  # refused before anything was sent
+
+
+def test_embed_extra_body_reaches_every_batch_and_cannot_override_its_own_fields(nb: SimpleNamespace) -> None:
+    def vectors(request: httpx.Request) -> httpx.Response:
+        n = len(json.loads(request.content)["input"])
+        data = [{"object": "embedding", "index": i, "embedding": [0.5, 0.25]} for i in range(n)]
+        usage = {"prompt_tokens": n, "total_tokens": n, "cost_micro": 1}
+        return httpx.Response(
+            200, json={"object": "list", "data": data, "usage": usage}, headers=nb.budget_headers()
+        )
+
+    fake = nb.FakeNebo(handler=vectors)
+    client = nb.client(fake)
+    client.embed(["a", "b", "c"], batch_size=2, concurrency=1, extra_body={"user": "u-1"})
+    assert [b["user"] for b in fake.bodies] == ["u-1", "u-1"]
+    for bad in ({"model": "other"}, {"input": ["x"]}):
+        with pytest.raises(NeboConfigurationError, match="extra_body may not set"):
+            client.embed(["a"], extra_body=bad)
+    assert len(fake.requests) == 2

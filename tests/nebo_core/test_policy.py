@@ -92,7 +92,7 @@ def test_estimate_prefers_explicit_then_observed_mean_then_default() -> None:
     plan = CallPlan("chat", "gpt-5-nano")
     assert BudgetPolicy(estimate_micro=42).estimate(plan) == 42
     assert BudgetPolicy(estimate_micro=lambda p: len(p.model)).estimate(plan) == 10
-    p = BudgetPolicy()
+    p = BudgetPolicy(mean_cache_s=0)  # read the mean afresh for every estimate
     # Cold: 1,000 completion tokens at gpt-5-nano's $0.40/M (no prompt in this plan).
     assert p.estimate(plan) == default_estimate_micro("chat", "gpt-5-nano") == 400
     assert default_estimate_micro("chat", "auto") == 14_000  # at the dearest model's prices
@@ -103,7 +103,7 @@ def test_estimate_prefers_explicit_then_observed_mean_then_default() -> None:
 
 
 def test_estimates_read_the_request() -> None:
-    p = BudgetPolicy()
+    p = BudgetPolicy(mean_cache_s=0)
     # 3,004 bytes of prompt ("user" counts): 1,002 tokens + 4 framing at gpt-5-mini's $0.25/M,
     # plus 1,000 completion tokens at $2/M.
     body = {"messages": [{"role": "user", "content": "x" * 3000}]}
