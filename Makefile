@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
-SRC := nebo_core langchain_nebo llama_index_nebo nebo_emulator nebo_demo nebo_cli
+SRC := nebo_core langchain_nebo llama_index_nebo nebo_emulator nebo_demo nebo_cli llama_index
 
 .PHONY: demo test test-core test-sdk2 lint record bench clean
 

@@ -5,11 +5,16 @@ The adapter's whole protocol knowledge is here and it is only type mapping: Llam
 ``chat.completion`` body (already repaired by ``nebo_core``) in, ``ChatResponse`` out.
 Costs and budgets are copied from ``nebo_core``'s ``UsageRecord``/``BudgetSnapshot``,
 never computed or parsed here. No I/O, so the sync and async paths share every line.
+
+A 200 answer is read tolerantly (nebo-api.md 1): odd content becomes text where it can,
+and what cannot be read (no usable choice, garbled tool calls) is a ``NeboUpstreamError``
+carrying the body, never an ``AttributeError`` or a pydantic ``ValidationError``.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -17,6 +22,7 @@ from llama_index.core.base.llms.types import (
     ChatMessage,
     ChatResponse,
     ImageBlock,
+    LogProb,
     MessageRole,
     TextBlock,
     ThinkingBlock,
@@ -25,7 +31,14 @@ from llama_index.core.base.llms.types import (
 from llama_index.core.llms.llm import ToolSelection
 from pydantic import BaseModel
 
-from nebo_core import BudgetSnapshot, NeboConfigurationError, UsageRecord, wire
+from nebo_core import (
+    BudgetSnapshot,
+    ChatCompletion,
+    NeboConfigurationError,
+    NeboUpstreamError,
+    UsageRecord,
+    wire,
+)
 from nebo_core.budget import call_metadata
 
 if TYPE_CHECKING:
@@ -129,9 +142,25 @@ def to_openai_messages(messages: Sequence[ChatMessage]) -> list[dict[str, Any]]:
     return [to_openai_message(m) for m in messages]
 
 
-def to_openai_tools(tools: Sequence[BaseTool]) -> list[dict[str, Any]]:
-    """LlamaIndex tools as OpenAI function tools."""
-    return [tool.metadata.to_openai_tool(skip_length_check=True) for tool in tools]
+def to_openai_tools(tools: Sequence[BaseTool], strict: bool = False) -> list[dict[str, Any]]:
+    """LlamaIndex tools as OpenAI function tools (``strict``: OpenAI's strict schema mode)."""
+    specs = [tool.metadata.to_openai_tool(skip_length_check=True) for tool in tools]
+    return strict_tools(specs) if strict else specs
+
+
+def strict_tools(specs: Sequence[Any]) -> list[Any]:
+    """Copies of OpenAI function tools in strict mode, as ``OpenAI(strict=True)`` sends them."""
+    out = []
+    for spec in specs:
+        function = spec.get("function") if isinstance(spec, dict) else None
+        if isinstance(function, dict):
+            parameters = function.get("parameters")
+            function = {**function, "strict": True}
+            if isinstance(parameters, dict):
+                function["parameters"] = {**parameters, "additionalProperties": False}
+            spec = {**spec, "function": function}
+        out.append(spec)
+    return out
 
 
 def tool_choice_param(tool_choice: Any, tool_required: bool) -> Any:
@@ -152,26 +181,130 @@ def parse_arguments(arguments: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def from_openai_message(data: dict[str, Any]) -> ChatMessage:
-    """An OpenAI assistant message dict as a LlamaIndex message (tool calls as ``ToolCallBlock``)."""
-    blocks: list[Any] = []
-    if data.get("reasoning_content"):
-        blocks.append(ThinkingBlock(content=data["reasoning_content"]))
-    content = data.get("content")
-    calls = [c for c in data.get("tool_calls") or [] if isinstance(c, dict)]
-    if content and not (calls and not content.strip()):
-        blocks.append(TextBlock(text=content))
-    for call in calls:
-        function = call.get("function") or {}
-        blocks.append(
-            ToolCallBlock(
-                tool_call_id=call.get("id"),
-                tool_name=str(function.get("name") or ""),
-                tool_kwargs=parse_arguments(function.get("arguments")),
-            )
+class MalformedResponse(ValueError):
+    """A 200 answer the adapter cannot read; :func:`chat_response` raises it as ``NeboUpstreamError``."""
+
+
+def text_content(content: Any) -> str | None:
+    """A response message's ``content`` as text, best effort (tolerant on input, nebo-api.md 1).
+
+    A string as is; a number as its JSON text; a list of parts (or one part) as the text of its
+    text parts. Anything else (a bool, a dict without text) is :class:`MalformedResponse`.
+    """
+    if content is None or isinstance(content, str):
+        return content
+    if isinstance(content, (int, float)) and not isinstance(content, bool):
+        return json.dumps(content)
+    parts = [content] if isinstance(content, dict) else content
+    if isinstance(parts, list):
+        texts = [p if isinstance(p, str) else p.get("text") for p in parts if isinstance(p, (str, dict))]
+        if any(isinstance(t, str) for t in texts) or (isinstance(content, list) and not texts):
+            return "".join(t for t in texts if isinstance(t, str))
+    raise MalformedResponse(f"message content is a {type(content).__name__} without text")
+
+
+def tool_call_dicts(raw: Any) -> list[dict[str, Any]]:
+    """A response's ``tool_calls``, each as a standard OpenAI call dict with string arguments.
+
+    ``None`` means no calls; arguments given as an object are serialised. A call that cannot be
+    read (not a list, an entry that is not an object, no function name, arguments that are
+    neither text nor an object) is :class:`MalformedResponse`: silently dropping a tool call
+    would make an agent act as if the model had answered.
+    """
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise MalformedResponse(f"tool_calls is a {type(raw).__name__}, not a list")
+    calls = []
+    for i, call in enumerate(raw):
+        function = call.get("function") if isinstance(call, dict) else None
+        name = function.get("name") if isinstance(function, dict) else None
+        if not isinstance(function, dict) or not isinstance(name, str) or not name:
+            raise MalformedResponse(f"tool call {i} has no function name")
+        arguments = function.get("arguments")
+        if isinstance(arguments, dict):
+            arguments = json.dumps(arguments)
+        elif arguments is None:
+            arguments = "{}"
+        elif not isinstance(arguments, str):
+            raise MalformedResponse(f"tool call {i} has {type(arguments).__name__} arguments")
+        call_id = call.get("id")
+        calls.append(
+            {
+                "id": call_id if isinstance(call_id, str) and call_id else f"call_{i}",
+                "type": "function",
+                "function": {"name": name, "arguments": arguments},
+            }
         )
-    extra: dict[str, Any] = {"tool_calls": calls} if calls else {}
+    return calls
+
+
+def assistant_message(
+    text: str | None, reasoning: str | None, calls: Sequence[dict[str, Any]], kwargs: Sequence[Any]
+) -> ChatMessage:
+    """An assistant ``ChatMessage``: thinking, text, then one ``ToolCallBlock`` per call.
+
+    ``kwargs`` are the calls' ``tool_kwargs`` (parsed dicts, or the raw text mid-stream). Text
+    that is only whitespace beside tool calls is Nebo's placeholder (nebo-api.md 11.5): dropped.
+    """
+    blocks: list[Any] = []
+    if reasoning:
+        blocks.append(ThinkingBlock(content=reasoning))
+    if text and not (calls and text.isspace()):
+        blocks.append(TextBlock(text=text))
+    blocks.extend(
+        ToolCallBlock(tool_call_id=c["id"], tool_name=c["function"]["name"], tool_kwargs=k)
+        for c, k in zip(calls, kwargs, strict=True)
+    )
+    extra: dict[str, Any] = {"tool_calls": list(calls)} if calls else {}
     return ChatMessage(role=MessageRole.ASSISTANT, blocks=blocks, additional_kwargs=extra)
+
+
+def from_openai_message(data: dict[str, Any]) -> ChatMessage:
+    """An OpenAI assistant message dict as a LlamaIndex message (tool calls as ``ToolCallBlock``).
+
+    Raises :class:`MalformedResponse` for content or tool calls it cannot read (see
+    :func:`text_content`, :func:`tool_call_dicts`)."""
+    reasoning = data.get("reasoning_content")
+    calls = tool_call_dicts(data.get("tool_calls"))
+    kwargs = [parse_arguments(c["function"]["arguments"]) for c in calls]
+    return assistant_message(
+        text_content(data.get("content")), reasoning if isinstance(reasoning, str) else None, calls, kwargs
+    )
+
+
+def _finite(value: Any) -> float | None:
+    number = value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    return float(number) if number is not None and math.isfinite(number) else None
+
+
+def _logprob(entry: Any) -> LogProb | None:
+    if not isinstance(entry, dict) or not isinstance(entry.get("token"), str):
+        return None
+    value = _finite(entry.get("logprob"))
+    if value is None:
+        return None
+    raw = entry.get("bytes")
+    data = raw if isinstance(raw, list) and all(type(b) is int and 0 <= b < 256 for b in raw) else []
+    return LogProb(token=entry["token"], logprob=value, bytes=data)
+
+
+def logprobs(raw: Any) -> list[list[LogProb]] | None:
+    """A choice's ``logprobs`` as LlamaIndex's: per token, its top alternatives (or the token
+    itself when none were asked for). ``None`` when absent; unreadable entries are skipped."""
+    content = raw.get("content") if isinstance(raw, dict) else None
+    if not isinstance(content, list):
+        return None
+    out = []
+    for entry in content:
+        top = entry.get("top_logprobs") if isinstance(entry, dict) else None
+        alternatives = [p for p in map(_logprob, top if isinstance(top, list) else []) if p is not None]
+        if not alternatives:
+            token = _logprob(entry)
+            alternatives = [token] if token is not None else []
+        if alternatives:
+            out.append(alternatives)
+    return out
 
 
 def tool_selections(message: ChatMessage) -> list[ToolSelection]:
@@ -211,28 +344,40 @@ def response_kwargs(usage: UsageRecord | None, snapshot: BudgetSnapshot | None) 
     }
 
 
-def chat_response(
-    body: dict[str, Any], usage: UsageRecord | None, snapshot: BudgetSnapshot | None
-) -> ChatResponse:
-    """A finished ``chat.completion`` body as a ``ChatResponse``."""
-    choices = body.get("choices") or [{}]
-    message = choices[0].get("message") if isinstance(choices[0], dict) else None
-    return ChatResponse(
-        message=from_openai_message(message if isinstance(message, dict) else {}),
-        raw=body,
-        additional_kwargs=response_kwargs(usage, snapshot),
+def upstream_error(problem: str, body: Any, result: ChatCompletion | None = None) -> NeboUpstreamError:
+    """The typed error for a 200 answer this adapter cannot read (the call itself was recorded)."""
+    return NeboUpstreamError(
+        f"Nebo returned a chat response this adapter cannot read: {problem}",
+        status=200,
+        body=body,
+        request_id=result.request_id if result is not None else None,
+        snapshot=result.snapshot if result is not None else None,
     )
 
 
-def chunk_delta(chunk: dict[str, Any]) -> tuple[str, bool]:
-    """The text delta of a standard chunk, and whether it carried tool-call data."""
-    text, calls = "", False
-    for choice in chunk.get("choices") or []:
-        delta = choice.get("delta") if isinstance(choice, dict) else None
-        if isinstance(delta, dict) and choice.get("index", 0) == 0:
-            text += delta.get("content") or ""
-            calls = calls or bool(delta.get("tool_calls"))
-    return text, calls
+def chat_response(result: ChatCompletion) -> ChatResponse:
+    """A finished ``chat.completion`` as a ``ChatResponse``; ``NeboUpstreamError`` if unreadable.
+
+    ``nebo_core`` has checked that ``choices`` is a list; here its first choice must carry a
+    message object. Inside it, parsing is best effort (see :func:`from_openai_message`).
+    """
+    body = result.data
+    choices = body.get("choices") or [None]
+    choice = choices[0] if isinstance(choices[0], dict) else None
+    message = choice.get("message") if choice is not None else None
+    if choice is None or not isinstance(message, dict):
+        problem = "no choices" if not body.get("choices") else "its first choice has no message object"
+        raise upstream_error(problem, body, result)
+    try:
+        parsed = from_openai_message(message)
+    except MalformedResponse as exc:
+        raise upstream_error(str(exc), body, result) from None
+    return ChatResponse(
+        message=parsed,
+        raw=body,
+        logprobs=logprobs(choice.get("logprobs")),
+        additional_kwargs=response_kwargs(result.usage, result.snapshot),
+    )
 
 
 def response_format(output_cls: type[Any]) -> dict[str, Any]:

@@ -9,19 +9,25 @@ budget policy and one retry layer, and its usage is published as a ``NeboUsageEv
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
+import httpx
 from llama_index.core.base.embeddings.base import BaseEmbedding, Embedding
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
 
-from llama_index_nebo._clients import connect, publish, restore_state
+from llama_index_nebo._clients import OPENAI_SHARED, Refusal, connect, publish, restore_state
 from nebo_core import (
     AsyncNeboClient,
     BudgetPolicy,
     BudgetTracker,
     EmbeddingResult,
     NeboClient,
+    NeboConfigurationError,
+    NeboError,
     NeboProvider,
+    NeboUpstreamError,
     get_model,
 )
 from nebo_core.models import DEFAULT_EMBEDDING_MODEL, check_embedding_model, embedding_models
@@ -31,6 +37,12 @@ logger = logging.getLogger("llama_index_nebo")
 
 MAX_BATCH = 2048
 MIN_SPLIT = 128
+_REFUSED: dict[str, Refusal] = {
+    **OPENAI_SHARED,
+    # OpenAIEmbedding maps both modes to the same model for every current OpenAI model.
+    "mode": (lambda v: v in ("text_search", "similarity"), "Nebo has one mode per embedding model"),
+}
+"""``OpenAIEmbedding`` keywords with no meaning here (see ``_clients.check_foreign``)."""
 
 
 def _check_model(model_name: str, dimensions: int | None) -> None:
@@ -43,6 +55,21 @@ def _check_model(model_name: str, dimensions: int | None) -> None:
         )
 
 
+@contextmanager
+def _readable_vectors() -> Iterator[None]:
+    """This adapter's error boundary: a vector ``nebo_core`` cannot decode (bad base64, a
+    ``null`` in a float list) escapes it as a bare ``ValueError``/``TypeError`` today; here it
+    becomes the ``NeboUpstreamError`` every other unreadable 200 answer is."""
+    try:
+        yield
+    except NeboError:
+        raise
+    except (ValueError, TypeError) as exc:
+        raise NeboUpstreamError(
+            f"Nebo returned an embedding this adapter cannot read: {type(exc).__name__}: {exc}", status=200
+        ) from exc
+
+
 class NeboEmbedding(BaseEmbedding):
     """Nebo embeddings (``neboloop/nebo-embed-small``/``-large`` or their OpenAI names).
 
@@ -51,6 +78,11 @@ class NeboEmbedding(BaseEmbedding):
     call and records into the process-wide default tracker and policy, not the ones given here.
     A model name ``nebo_core`` does not know is accepted (Nebo may add models), with a warning
     logged; its ``dimension`` is ``None``.
+
+    ``OpenAIEmbedding``'s keywords work here (``model=`` for ``model_name``, ``api_base``,
+    ``default_headers``, ``http_client``/``async_http_client``...); ``api_version`` and other
+    values that mean nothing for Nebo are refused by name. A vector Nebo sends that cannot be
+    decoded is a ``NeboUpstreamError``.
     """
 
     model_name: str = Field(
@@ -63,41 +95,55 @@ class NeboEmbedding(BaseEmbedding):
     timeout: float = Field(default=DEFAULT_TIMEOUT, description="Seconds per request.")
     max_retries: int = Field(default=DEFAULT_MAX_RETRIES, description="Retries of transient failures.")
     scope: str | None = Field(default=None, description="Budget scope passed to the nebo_core policy.")
+    additional_kwargs: dict[str, Any] = Field(
+        default_factory=dict, description="Extra request body fields (e.g. user)."
+    )
 
     _clients: NeboProvider = PrivateAttr()
 
     def __init__(
         self,
-        model_name: str = DEFAULT_EMBEDDING_MODEL,
+        model_name: str | None = None,
         *,
+        model: str | None = None,
         api_key: str | None = None,
         base_url: str | None = None,
         api_base: str | None = None,
         timeout: float | None = None,
         max_retries: int | None = None,
         provider_api_key: str | None = None,
+        default_headers: Mapping[str, str] | None = None,
         tracker: BudgetTracker | None = None,
         policy: BudgetPolicy | None = None,
         client: NeboClient | None = None,
         async_client: AsyncNeboClient | None = None,
+        http_client: httpx.Client | None = None,
+        async_http_client: httpx.AsyncClient | None = None,
         **kwargs: Any,
     ) -> None:
+        if model_name is not None and model is not None and model != model_name:
+            raise NeboConfigurationError(f"model_name={model_name!r} and model={model!r} disagree; pass one")
+        model_name = model_name or model or DEFAULT_EMBEDDING_MODEL
         _check_model(model_name, kwargs.get("dimensions"))
         clients, fields = connect(
             type(self),
             kwargs,
+            refusals=_REFUSED,
             base_url=base_url,
             api_base=api_base,
             api_key=api_key,
             timeout=timeout,
             max_retries=max_retries,
             provider_api_key=provider_api_key,
+            default_headers=default_headers,
             tracker=tracker,
             policy=policy,
             client=client,
             async_client=async_client,
+            http_client=http_client,
+            async_http_client=async_http_client,
         )
-        super().__init__(model_name=model_name, **fields)  # type: ignore[call-arg]
+        super().__init__(model_name=model_name, **fields)
         self._clients = clients
 
     @classmethod
@@ -125,23 +171,30 @@ class NeboEmbedding(BaseEmbedding):
         # One LlamaIndex batch is split across `num_workers` concurrent requests (of at least
         # MIN_SPLIT inputs), so the network wait of one overlaps the decoding of another.
         per_request = min(self.embed_batch_size, max(MIN_SPLIT, -(-count // workers)))
-        return {
+        kwargs: dict[str, Any] = {
             "model": self.model_name,
             "dimensions": self.dimensions,
             "batch_size": per_request,
             "concurrency": workers,
             "scope": self.scope,
         }
+        if self.additional_kwargs:
+            kwargs["extra_body"] = self.additional_kwargs
+        return kwargs
 
     def _vectors(self, result: EmbeddingResult) -> list[Embedding]:
         publish(result.usage, self.callback_manager)
         return result.vectors
 
     def _get_text_embeddings(self, texts: list[str]) -> list[Embedding]:
-        return self._vectors(self._clients.sync.embed(texts, **self._embed_kwargs(len(texts))))
+        with _readable_vectors():
+            result = self._clients.sync.embed(texts, **self._embed_kwargs(len(texts)))
+        return self._vectors(result)
 
     async def _aget_text_embeddings(self, texts: list[str]) -> list[Embedding]:
-        return self._vectors(await self._clients.aio().embed(texts, **self._embed_kwargs(len(texts))))
+        with _readable_vectors():
+            result = await self._clients.aio().embed(texts, **self._embed_kwargs(len(texts)))
+        return self._vectors(result)
 
     def _get_text_embedding(self, text: str) -> Embedding:
         return self._get_text_embeddings([text])[0]

@@ -1,9 +1,15 @@
-"""Fixtures for llama_index_nebo: a fresh emulator per test, loopback-only sockets, isolated trackers."""
+"""Fixtures for llama_index_nebo: a fresh emulator per test, a raw loopback server that serves
+scripted bytes and records requests, loopback-only sockets, isolated trackers."""
 
 from __future__ import annotations
 
+import json
+import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pytest_socket import socket_allow_hosts
@@ -62,3 +68,180 @@ def conn(emu: NeboEmulator, tracker: BudgetTracker, policy: BudgetPolicy) -> dic
 @pytest.fixture
 def corpus_dir() -> Path:
     return CORPUS
+
+
+# -- a raw loopback server: scripted replies, every request recorded ----------------------------
+
+
+@dataclass(frozen=True)
+class Seen:
+    """One request the raw server received."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    """Lower-cased names."""
+    body: bytes
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What the raw server answers: a status, a body (bytes, text, or JSON-able) and headers."""
+
+    body: Any = None
+    status: int = 200
+    content_type: str = "application/json"
+    headers: tuple[tuple[str, str], ...] = ()
+    delay: float = 0.0
+    """Seconds to wait before answering (to make a client time out)."""
+
+    def payload(self) -> bytes:
+        if isinstance(self.body, bytes):
+            return self.body
+        return self.body.encode() if isinstance(self.body, str) else json.dumps(self.body).encode()
+
+
+class RawServer:
+    """An ``http.server`` on 127.0.0.1 in a thread, not the emulator: it serves exactly the bytes
+    a test scripts (``answer``), else a small valid reply, and records every request (``seen``)."""
+
+    def __init__(self) -> None:
+        self.seen: list[Seen] = []
+        self._replies: list[Reply] = []
+        self._lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self._serve()
+
+            def do_GET(self) -> None:
+                self._serve()
+
+            def _serve(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                seen = Seen(self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body)
+                reply = server._next(seen)
+                if reply.delay:
+                    server._stop.wait(reply.delay)
+                payload = reply.payload()
+                self.send_response(reply.status)
+                self.send_header("Content-Type", reply.content_type)
+                self.send_header("Content-Length", str(len(payload)))
+                for name, value in reply.headers:
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        class Server(ThreadingHTTPServer):
+            def handle_error(self, request: Any, client_address: Any) -> None:
+                pass  # a client that timed out and hung up is what some tests want
+
+        self._stop = threading.Event()
+        self._http = Server(("127.0.0.1", 0), Handler)
+        self._http.daemon_threads = True
+        self._thread = threading.Thread(target=self._http.serve_forever, args=(0.01,), daemon=True)
+        self._thread.start()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self._http.server_address[1]}/v1"
+
+    def answer(self, *replies: Reply) -> RawServer:
+        """Serve these replies, in order, to the next requests (then the defaults again)."""
+        with self._lock:
+            self._replies.extend(replies)
+        return self
+
+    def _next(self, seen: Seen) -> Reply:
+        with self._lock:
+            self.seen.append(seen)
+            if self._replies:
+                return self._replies.pop(0)
+        return default_reply(seen)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._http.shutdown()
+        self._http.server_close()
+        self._thread.join(timeout=5)
+
+
+def completion(message: dict[str, Any], **choice: Any) -> dict[str, Any]:
+    """A ``chat.completion`` body whose first choice carries ``message``."""
+    return {
+        "id": "chatcmpl-raw",
+        "object": "chat.completion",
+        "created": 0,
+        "model": "raw-model",
+        "choices": [{"index": 0, "message": message, "finish_reason": "stop", **choice}],
+        "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4},
+    }
+
+
+def chunk(delta: dict[str, Any], finish: str | None = None, **choice: Any) -> dict[str, Any]:
+    """One standard ``chat.completion.chunk``."""
+    return {
+        "id": "chatcmpl-raw",
+        "object": "chat.completion.chunk",
+        "created": 0,
+        "model": "raw-model",
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish, **choice}],
+    }
+
+
+def sse(chunks: list[dict[str, Any]], usage: dict[str, Any] | None = None) -> Reply:
+    """An event stream of ``chunks``, then a stop, a usage chunk and ``[DONE]``."""
+    usage = usage or {"prompt_tokens": 3, "completion_tokens": len(chunks), "total_tokens": 3 + len(chunks)}
+    events = [*chunks, chunk({}, "stop"), {**chunk({}), "choices": [], "usage": usage}]
+    text = "".join(f"data: {json.dumps(e)}\n\n" for e in events) + "data: [DONE]\n\n"
+    return Reply(text, content_type="text/event-stream")
+
+
+def default_reply(seen: Seen) -> Reply:
+    """A small valid answer to whatever was asked."""
+    body = seen.json if seen.body else {}
+    if seen.path.endswith("/embeddings"):
+        texts = body.get("input") or []
+        data = [
+            {"object": "embedding", "index": i, "embedding": [0.5, 0.25, 0.0, 1.0]} for i in range(len(texts))
+        ]
+        return Reply(
+            {"object": "list", "data": data, "model": body.get("model"), "usage": {"prompt_tokens": 1}}
+        )
+    if body.get("stream"):
+        return sse([chunk({"role": "assistant", "content": "o"}), chunk({"content": "k"})])
+    return Reply(completion({"role": "assistant", "content": "ok"}))
+
+
+@dataclass(frozen=True)
+class Raw:
+    """The ``raw`` fixture: the server, plus the reply builders (conftest helpers cannot be imported
+    under ``--import-mode=importlib``)."""
+
+    server: RawServer
+    conn: dict[str, Any]
+    Reply = Reply
+    completion = staticmethod(completion)
+    chunk = staticmethod(chunk)
+    sse = staticmethod(sse)
+
+
+@pytest.fixture
+def raw(tracker: BudgetTracker, policy: BudgetPolicy) -> Iterator[Raw]:
+    """A raw loopback server and the keywords that point a Nebo model at it."""
+    server = RawServer()
+    try:
+        yield Raw(
+            server,
+            {"api_key": "raw-token", "base_url": server.base_url, "tracker": tracker, "policy": policy},
+        )
+    finally:
+        server.close()

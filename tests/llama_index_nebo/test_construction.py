@@ -6,7 +6,8 @@ import logging
 
 import pytest
 
-from llama_index_nebo import Nebo, NeboEmbedding
+from llama_index_nebo import Nebo, NeboConfigurationError, NeboEmbedding
+from nebo_core import NeboClient
 
 
 @pytest.mark.parametrize("cls", [Nebo, NeboEmbedding])
@@ -17,9 +18,22 @@ def test_unknown_argument_is_a_type_error_naming_it(cls: type) -> None:
 
 
 @pytest.mark.parametrize("cls", [Nebo, NeboEmbedding])
-def test_http_client_points_to_the_core_client(cls: type) -> None:
-    with pytest.raises(TypeError, match=r"client=NeboClient\(http_client=\.\.\.\)"):
-        cls(api_key="tok", http_client=object())
+@pytest.mark.parametrize("name", ["http_client", "async_http_client"])
+def test_http_clients_must_be_httpx_clients(cls: type, name: str) -> None:
+    with pytest.raises(TypeError, match=rf"{name} must be an httpx\.(Async)?Client, got object"):
+        cls(api_key="tok", **{name: object()})
+
+
+@pytest.mark.parametrize("cls", [Nebo, NeboEmbedding])
+def test_settings_beside_a_client_are_refused_not_ignored(cls: type) -> None:
+    client = NeboClient(api_key="tok")
+    try:
+        with pytest.raises(NeboConfigurationError, match="default_headers, timeout") as info:
+            cls(client=client, timeout=3.0, default_headers={"X-A": "1"})
+        assert "tok" not in str(info.value)
+        assert cls(client=client).timeout == client.settings.timeout
+    finally:
+        client.close()
 
 
 def test_known_framework_fields_are_accepted() -> None:

@@ -1,0 +1,10 @@
+"""``from llama_index.embeddings.nebo import NeboEmbedding``: LlamaIndex's layout for
+``llama_index_nebo.NeboEmbedding``.
+
+A portion of the ``llama_index`` namespace package (no ``__init__.py`` above this one, as in
+llama-index-core and its partner packages); it only re-exports from ``llama_index_nebo``.
+"""
+
+from llama_index_nebo import NeboEmbedding
+
+__all__ = ["NeboEmbedding"]
