@@ -368,8 +368,8 @@ def test_readme_redis_example_runs(
     redis_url: str,
     run_example: Callable[..., tuple[dict[str, Any], str]],
 ) -> None:
-    out = run_example("budget-redis", emu, REDIS_URL=redis_url)[1]
-    assert int(out.strip()) == emu.ledger_total_micro() > 0
+    tenant, user = run_example("budget-redis", emu, REDIS_URL=redis_url)[1].split()
+    assert int(tenant) == int(user) == emu.ledger_total_micro() > 0
 
 
 @pytest.mark.parametrize("skew_s", [-600.0, 0.0, 600.0])
