@@ -44,6 +44,11 @@ class _StreamView:
         return self._ex.state.request_id
 
     @property
+    def headers(self) -> dict[str, str]:
+        """The response's headers, names lower-cased."""
+        return dict(self._ex.response.headers)
+
+    @property
     def usage(self) -> UsageRecord | None:
         """What the stream cost (set once it has ended or been closed)."""
         return self._ex.record

@@ -98,6 +98,7 @@ class BaseClient:
         timeout: float | None = None,
         max_retries: int | None = None,
         extra_headers: Mapping[str, str] | None = None,
+        extra_query: Mapping[str, Any] | None = None,
     ) -> Exchange:
         if body is not None and not isinstance(body, Mapping):
             raise NeboConfigurationError(
@@ -108,6 +109,10 @@ class BaseClient:
         timeout = None if timeout is None else check_timeout(timeout)
         retry = None if max_retries is None else replace(self.retry, max_retries=check_retries(max_retries))
         headers = check_headers(extra_headers) or None
+        if extra_query is not None and not isinstance(extra_query, Mapping):
+            raise NeboConfigurationError(
+                f"extra_query must be a dict of query parameters, got {type(extra_query).__name__}"
+            )
         call = Call(
             method,
             path,
@@ -118,6 +123,7 @@ class BaseClient:
             timeout=timeout,
             retry=retry,
             headers=headers,
+            query=dict(extra_query) if extra_query else None,
         )
         return Exchange(
             call,
@@ -142,9 +148,16 @@ class BaseClient:
         if self._own_http:  # nothing of the user's to merge: skip build_request's merging (hot path)
             extensions = {"timeout": timeout.as_dict()}
             return httpx.Request(
-                ex.call.method, url, content=send.content, headers=headers, extensions=extensions
+                ex.call.method,
+                url,
+                params=ex.call.query,
+                content=send.content,
+                headers=headers,
+                extensions=extensions,
             )
-        return http.build_request(ex.call.method, url, content=send.content, headers=headers, timeout=timeout)
+        return http.build_request(
+            ex.call.method, url, params=ex.call.query, content=send.content, headers=headers, timeout=timeout
+        )
 
     # -- results out ----------------------------------------------------------------------
 
@@ -153,7 +166,9 @@ class BaseClient:
         result = ex.result
         assert result is not None
         assert result.record is not None
-        return ChatCompletion(result.data, result.record, result.snapshot, result.request_id)
+        return ChatCompletion(
+            result.data, result.record, result.snapshot, result.request_id, dict(ex.response.headers)
+        )
 
     @staticmethod
     def _batch(ex: Exchange) -> Batch:
@@ -232,6 +247,7 @@ class NeboClient(BaseClient):
         timeout: float | None = None,
         max_retries: int | None = None,
         extra_headers: Mapping[str, str] | None = None,
+        extra_query: Mapping[str, Any] | None = None,
     ) -> ChatCompletion:
         """One chat completion (``body`` is an OpenAI request body)."""
         ex = self._exchange(
@@ -243,6 +259,7 @@ class NeboClient(BaseClient):
             timeout=timeout,
             max_retries=max_retries,
             extra_headers=extra_headers,
+            extra_query=extra_query,
         )
         self._run(ex)
         return self._chat(ex)
@@ -255,6 +272,7 @@ class NeboClient(BaseClient):
         timeout: float | None = None,
         max_retries: int | None = None,
         extra_headers: Mapping[str, str] | None = None,
+        extra_query: Mapping[str, Any] | None = None,
     ) -> ChatStream:
         """Open a chat stream (sent now, read up to its first chunk); iterate for standard chunks."""
         ex = self._exchange(
@@ -267,6 +285,7 @@ class NeboClient(BaseClient):
             timeout=timeout,
             max_retries=max_retries,
             extra_headers=extra_headers,
+            extra_query=extra_query,
         )
         response, lines = self._run(ex)
         return ChatStream(ex, response, lines)
@@ -285,6 +304,7 @@ class NeboClient(BaseClient):
         timeout: float | None = None,
         max_retries: int | None = None,
         extra_headers: Mapping[str, str] | None = None,
+        extra_query: Mapping[str, Any] | None = None,
     ) -> EmbeddingResult:
         """Embed ``texts`` in order, ``batch_size`` per request, up to ``concurrency`` requests at once;
         ``extra_body`` fields (``user``...) go into every request."""
@@ -300,6 +320,7 @@ class NeboClient(BaseClient):
                 timeout=timeout,
                 max_retries=max_retries,
                 extra_headers=extra_headers,
+                extra_query=extra_query,
             )
             self._run(ex)
             return self._batch(ex)
@@ -373,6 +394,7 @@ class AsyncNeboClient(BaseClient):
         timeout: float | None = None,
         max_retries: int | None = None,
         extra_headers: Mapping[str, str] | None = None,
+        extra_query: Mapping[str, Any] | None = None,
     ) -> ChatCompletion:
         """One chat completion (``body`` is an OpenAI request body)."""
         ex = self._exchange(
@@ -384,6 +406,7 @@ class AsyncNeboClient(BaseClient):
             timeout=timeout,
             max_retries=max_retries,
             extra_headers=extra_headers,
+            extra_query=extra_query,
         )
         await self._run(ex)
         return self._chat(ex)
@@ -396,6 +419,7 @@ class AsyncNeboClient(BaseClient):
         timeout: float | None = None,
         max_retries: int | None = None,
         extra_headers: Mapping[str, str] | None = None,
+        extra_query: Mapping[str, Any] | None = None,
     ) -> OpeningStream:
         """Open a chat stream: ``stream = await client.stream_chat(body)``, or
         ``async with client.stream_chat(body) as stream:``; then ``async for`` its chunks."""
@@ -409,6 +433,7 @@ class AsyncNeboClient(BaseClient):
             timeout=timeout,
             max_retries=max_retries,
             extra_headers=extra_headers,
+            extra_query=extra_query,
         )
         return OpeningStream(self, ex)
 
@@ -426,6 +451,7 @@ class AsyncNeboClient(BaseClient):
         timeout: float | None = None,
         max_retries: int | None = None,
         extra_headers: Mapping[str, str] | None = None,
+        extra_query: Mapping[str, Any] | None = None,
     ) -> EmbeddingResult:
         """Embed ``texts`` in order, ``batch_size`` per request, up to ``concurrency`` requests at once;
         ``extra_body`` fields (``user``...) go into every request."""
@@ -443,6 +469,7 @@ class AsyncNeboClient(BaseClient):
                     timeout=timeout,
                     max_retries=max_retries,
                     extra_headers=extra_headers,
+                    extra_query=extra_query,
                 )
                 await self._run(ex)
                 return self._batch(ex)

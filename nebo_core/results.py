@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from nebo_core.budget import BudgetSnapshot, UsageRecord
@@ -16,6 +17,8 @@ class ChatCompletion:
     usage: UsageRecord
     snapshot: BudgetSnapshot | None
     request_id: str | None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    """The response's headers, names lower-cased (``include_response_headers`` in the adapters)."""
 
     @property
     def message(self) -> dict[str, Any]:

@@ -732,3 +732,14 @@ def test_embed_extra_body_reaches_every_batch_and_cannot_override_its_own_fields
         with pytest.raises(NeboConfigurationError, match="extra_body may not set"):
             client.embed(["a"], extra_body=bad)
     assert len(fake.requests) == 2
+
+
+def test_extra_query_reaches_the_url_and_response_headers_come_back(nb: SimpleNamespace) -> None:
+    fake = nb.FakeNebo(nb.ok(nb.completion(), headers={"x-trace": "t-9"}), nb.ok(nb.completion()))
+    client = nb.client(fake)
+    res = client.chat(BODY, extra_query={"api-version": "2026-01"})
+    assert fake.requests[0].url.params["api-version"] == "2026-01"
+    assert res.headers["x-trace"] == "t-9"
+    with pytest.raises(NeboConfigurationError, match="extra_query must be a dict"):
+        client.chat(BODY, extra_query=["x"])  # type: ignore[arg-type]
+    assert len(fake.requests) == 1
