@@ -1,7 +1,7 @@
 """Runs the benchmarks (``make bench``): prints each table and writes ``bench/results.md``.
 
 Run it from the bench environment (``bench/.venv``, which also holds the anchors):
-``python -m bench.run [--quick] [--only chat,stream,embed,import,tracker] [--out PATH]``.
+``python -m bench.run [--quick] [--only NAME,...] [--out PATH]`` (names: ``BENCHES`` below).
 Every benchmark measures this project and its anchor in the same run, on the same transport
 or emulator; the targets from issue 8 are checked at the end. The whole run takes a few
 minutes on 2 cores; ``--quick`` is a smoke run of under a minute or two.
@@ -17,10 +17,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import chat, embeddings, imports, streaming, tracker
+from bench import budget, chat, embeddings, imports, otel, streaming, tracker
 from bench._common import ROOT, Table, load, machine, versions
 
-BENCHES = ("chat", "stream", "embed", "import", "tracker")
+BENCHES = ("chat", "stream", "longstream", "embed", "import", "tracker", "otel", "budget")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,9 +53,12 @@ def main(argv: list[str] | None = None) -> int:
 
     step("chat", lambda: chat.run(args.quick), lambda r: [chat.target_row(r)])
     step("stream", lambda: streaming.run(args.quick), lambda r: [streaming.target_row(r)])
+    step("longstream", lambda: streaming.run_long(args.quick), lambda r: [streaming.long_target_row(r)])
     step("embed", lambda: embeddings.run(args.quick), embeddings.target_rows)
     step("import", lambda: imports.run(args.quick), lambda r: [imports.target_row(r)])
     step("tracker", lambda: tracker.run(args.quick), lambda r: [])
+    step("otel", lambda: otel.run(args.quick), lambda r: [otel.target_row(r)])
+    step("budget", lambda: budget.run(args.quick), budget.target_rows)
 
     verdicts = Table("Targets (issue 8)", ["target", "measured", "verdict"])
     for row in targets:

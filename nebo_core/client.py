@@ -133,6 +133,7 @@ class BaseClient:
             account=self.account,
             timeout=self.settings.timeout,
             secrets=self.settings.secrets,
+            server=self.settings.base_url,
         )
 
     def _build(self, http: httpx.Client | httpx.AsyncClient, ex: Exchange, send: Send) -> httpx.Request:

@@ -13,7 +13,9 @@ first lines of a stream, a transport failure). It owns, once, for every path:
 - the one retry layer: transient failures only, never a budget or authentication error;
 - observing every response's budget headers into the tracker;
 - mapping statuses and in-stream error events to the typed errors;
-- stream read-ahead (a stream is retried until its first chunk), repair and usage.
+- stream read-ahead (a stream is retried until its first chunk), repair and usage;
+- telemetry: the call's OpenTelemetry span and metrics (:mod:`nebo_core.telemetry`; no-op hooks
+  unless OpenTelemetry is in use).
 
 The drivers (:mod:`nebo_core.transport`) carry the actions out, blocking or awaited; that
 is the only difference between the sync and async paths.
@@ -27,8 +29,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from nebo_core import wire
+from nebo_core import telemetry, wire
 from nebo_core.budget import BudgetSnapshot, CallKind, UsageRecord
+from nebo_core.caps import Scope, normalize_scope, scope_label
 from nebo_core.errors import (
     NeboBudgetExhausted,
     NeboConfigurationError,
@@ -58,12 +61,20 @@ class Call:
     kind: CallKind | None = None
     """``chat`` and ``embedding`` calls are costed and run under the budget policy."""
     stream: bool = False
-    scope: str | None = None
+    scope: Scope = None
+    """A plain string, or a mapping of level to id for nested caps."""
     timeout: float | None = None
     retry: RetryPolicy | None = None
     """This call's retry policy (``None``: the exchange's)."""
     headers: Mapping[str, str] | None = None
     """This call's own HTTP headers (``extra_headers=``), validated."""
+    query: Mapping[str, Any] | None = None
+    """This call's URL query parameters (``extra_query=``)."""
+
+    @property
+    def scope_text(self) -> str | None:
+        """The scope as recorded in usage records (``org=acme/tenant=t1``; ``None`` without one)."""
+        return None if self.scope is None else scope_label(normalize_scope(self.scope))
 
     @property
     def requested(self) -> str:
@@ -214,8 +225,11 @@ class Exchange:
         account: str | None,
         timeout: float | None = None,
         secrets: tuple[str, ...] = (),
+        server: str | None = None,
     ) -> None:
         self.call = call
+        self.server = server
+        """The base URL (or request URL) the call goes to, for telemetry's ``server.*``."""
         self.secrets = secrets
         """Scrubbed from every error built from what the server sent (it may echo our headers)."""
         self.tracker = tracker
@@ -250,23 +264,32 @@ class Exchange:
         self._closed = False
         self._in_flight = False
         """A request was sent and its outcome is not judged yet: if it fails now, it may have been billed."""
+        self.telemetry: telemetry.CallTelemetry = telemetry.OFF
+        """This call's span and metrics (:mod:`nebo_core.telemetry`), begun by :meth:`start`."""
+        self.stream_error: NeboError | None = None
+        """The error that ended a handed-on stream (for the stream's telemetry)."""
 
     # -- gate -----------------------------------------------------------------------------
 
     def start(self) -> Action:
         """The first action."""
+        self.telemetry = telemetry.begin(self)
         return Decide(self.plan) if self.governed else self._send()
 
     def decided(self, decision: Decision) -> Action:
         """The policy's answer to :class:`Decide`."""
         if isinstance(decision, Go):
+            if decision.model != self.plan.model:
+                self.telemetry.fallback(decision.model)
             self.decision = decision
             self.model = decision.model
             return self._send()
         if isinstance(decision, Wait):
+            self.telemetry.budget_wait(decision.seconds, decision.model)
             self.plan = replace(self.plan, model=decision.model, step=self.plan.step + 1)
-            return self._later(Sleep(decision.seconds), Decide(self.plan))
-        return Fail(decision.error)
+            return self._later(Sleep(decision.seconds), lambda: self._slept(decision))
+        self.telemetry.budget_refused(decision.error)
+        return self._fail(decision.error)
 
     def resume(self) -> Action:
         """The action queued behind a :class:`Sleep` or :class:`Settle`."""
@@ -286,6 +309,10 @@ class Exchange:
         self.cause = None
         self._in_flight = True
         return Send(content, self.timeout)
+
+    def _slept(self, wait: Wait) -> Action:
+        self.policy.slept(wait)
+        return Decide(self.plan)
 
     def _again(self) -> Action:
         """A retry: a governed call asks the budget again (its last reservation is settled)."""
@@ -315,6 +342,7 @@ class Exchange:
         if content_type is not None and not content_type.startswith("text/event-stream"):
             return READ_BODY  # a stream answered with a plain body: judged by body()
         self.state = StreamState(snapshot, wire.request_id_from(headers), self.call.choices)
+        self.stream_error = None
         self._decoder = SSEDecoder()
         self.ended = False
         self.pending = []
@@ -334,6 +362,7 @@ class Exchange:
         self.result = Result(
             r.status, r.raw_headers, content, data, r.snapshot, record, wire.request_id_from(r.headers)
         )
+        self.telemetry.end(self)
         if self.governed and self.decision is not None:
             return self._later(Settle(self.decision, record), DONE)
         return DONE
@@ -384,12 +413,9 @@ class Exchange:
             streamed=False,
             complete=True,
             request_id=wire.request_id_from(r.headers),
-            scope=self.call.scope,
+            scope=self.call.scope_text,
         )
-        record = self._charged(record)
-        self.tracker.record(record)
-        self.record = record
-        return record
+        return self._keep(self._charged(record))
 
     # -- money: a call that may have been billed is never counted as zero -------------------
 
@@ -425,10 +451,15 @@ class Exchange:
                 complete=False,
                 # The answer's head if one came; else the budget as it stood before the call.
                 snapshot=self.response.snapshot or self.before,
-                scope=self.call.scope,
+                scope=self.call.scope_text,
             )
         )
+        return self._keep(record)
+
+    def _keep(self, record: UsageRecord) -> UsageRecord:
+        """Record one attempt's usage: into the tracker, and into this call's telemetry."""
         self.tracker.record(record)
+        self.telemetry.recorded(record)
         self.record = record
         return record
 
@@ -445,19 +476,30 @@ class Exchange:
 
     def _failed(self, error: NeboError) -> Action:
         error = scrub_error(error, self.secrets)
-        # A cut or a timeout after the request went out may have been billed: charge the estimate.
-        record = self._uncertain() if isinstance(error, (NeboConnectionError, NeboStreamTruncated)) else None
+        # A cut or a timeout after the request went out may have been billed, and a 2xx whose body
+        # is unusable was: charge the estimate.
+        billed = isinstance(error, (NeboConnectionError, NeboStreamTruncated)) or (
+            isinstance(error, NeboUpstreamError) and 200 <= self.response.status < 300
+        )
+        record = self._uncertain() if billed else None
         self._in_flight = False
         if isinstance(error, NeboBudgetExhausted) and self.governed:
+            self.telemetry.budget(error)
             self.plan = replace(self.plan, model=self.model, step=self.plan.step + 1)
             self.attempt = 0
             return self._settle_then(record, Decide(self.plan, error))
         delay = self.retry.delay(error, self.attempt)
         if delay is not None:
             self.attempt += 1
+            self.telemetry.retry(self.attempt, delay, error)
             # Each attempt holds its own reservation: settled now, asked again after the sleep.
             return self._settle_then(record, lambda: self._later(Sleep(delay), self._again))
-        return self._settle_then(record, Fail(error))
+        return self._settle_then(record, self._fail(error))
+
+    def _fail(self, error: NeboError) -> Fail:
+        """The call's final failure (its telemetry ends here)."""
+        self.telemetry.end(self, error)
+        return Fail(error)
 
     def _settle_then(self, record: UsageRecord | None, then: Action | Callable[[], Action]) -> Action:
         decision, self.decision = self.decision, None
@@ -469,6 +511,7 @@ class Exchange:
         """The caller gave up mid-call (cancelled, interrupted): settle what the call holds,
         charging the estimate if the request was out (the server may have billed it)."""
         record = self._uncertain()
+        self.telemetry.abort(self)
         self._in_flight = False
         decision, self.decision = self.decision, None
         self._then = None
@@ -502,7 +545,7 @@ class Exchange:
                 raise wire.error_from_event_data(data, self.state.snapshot, self.state.request_id)
             return self.state.feed_data(data)
         except NeboError as err:
-            raise scrub_error(err, self.secrets) from None
+            raise self._stream_failed(err) from None
 
     def end(self) -> list[Chunk]:
         """The end of the body (or of the stream): the final usage chunk, or the truncation error."""
@@ -517,7 +560,11 @@ class Exchange:
                     out = self.state.feed_data(data)
             return out + self.state.finish()
         except NeboError as err:
-            raise scrub_error(err, self.secrets) from None
+            raise self._stream_failed(err) from None
+
+    def _stream_failed(self, error: NeboError) -> NeboError:
+        self.stream_error = scrub_error(error, self.secrets)
+        return self.stream_error
 
     @property
     def finishing(self) -> bool:
@@ -544,11 +591,10 @@ class Exchange:
                 streamed=True,
                 complete=complete,
                 request_id=state.request_id,
-                scope=self.call.scope,
+                scope=self.call.scope_text,
             )
-            record = self._charged(record)
-            self.tracker.record(record)
-            self.record = record
+            record = self._keep(self._charged(record))
+        self.telemetry.end(self, self.stream_error, complete=complete)
         self._in_flight = False
         decision, self.decision = self.decision, None
         return Settle(decision, record) if decision is not None and self.governed else None
