@@ -273,12 +273,12 @@ class Nebo(FunctionCallingLLM):
         return body, options
 
     def _finish(self, result: ChatCompletion) -> ChatResponse:
-        publish([result.usage], self.callback_manager)
+        publish(list(result.records) or [result.usage], self.callback_manager)
         return conv.chat_response(result)
 
     def _published(self, stream: ChatStream | AsyncChatStream) -> None:
-        if stream.usage is not None:
-            publish([stream.usage], self.callback_manager)
+        if stream.records:
+            publish(stream.records, self.callback_manager)
 
     def _prompt(self, prompt: str, formatted: bool) -> str:
         to_prompt = self.completion_to_prompt

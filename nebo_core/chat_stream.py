@@ -44,6 +44,12 @@ class _StreamView:
         return self._ex.state.request_id
 
     @property
+    def records(self) -> list[UsageRecord]:
+        """Every usage record of the call: attempts charged at an estimate before the stream
+        opened, then the stream's own (once it has ended or been closed)."""
+        return list(self._ex.records)
+
+    @property
     def headers(self) -> dict[str, str]:
         """The response's headers, names lower-cased."""
         return dict(self._ex.response.headers)

@@ -168,7 +168,12 @@ class BaseClient:
         assert result is not None
         assert result.record is not None
         return ChatCompletion(
-            result.data, result.record, result.snapshot, result.request_id, dict(ex.response.headers)
+            result.data,
+            result.record,
+            result.snapshot,
+            result.request_id,
+            dict(ex.response.headers),
+            tuple(ex.records),
         )
 
     @staticmethod
@@ -176,7 +181,7 @@ class BaseClient:
         result = ex.result
         assert result is not None
         assert result.record is not None
-        return embeddings.vectors(result.data), result.data.get("model"), result.record
+        return embeddings.vectors(result.data), result.data.get("model"), list(ex.records)
 
     @staticmethod
     def _embed_calls(

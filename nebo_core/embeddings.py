@@ -16,8 +16,9 @@ from nebo_core.results import EmbeddingResult
 MAX_EMBEDDING_BATCH = 2048
 """The most inputs one embeddings request may carry (OpenAI's limit, which Nebo relays)."""
 
-Batch = tuple[list[list[float]], "str | None", UsageRecord]
-"""One embeddings request's vectors, the model the server echoed, and its usage."""
+Batch = tuple[list[list[float]], "str | None", list[UsageRecord]]
+"""One embeddings request's vectors, the model the server echoed, and its usage records (an
+attempt that may have been billed, then the answer)."""
 
 
 def batches(texts: Sequence[str] | str, size: int) -> list[tuple[int, list[str]]]:
@@ -98,5 +99,7 @@ def vectors(body: Any) -> list[list[float]]:
 def join_batches(results: Sequence[Batch]) -> EmbeddingResult:
     """The per-request results of one ``embed()`` call, as one result in input order."""
     return EmbeddingResult(
-        [v for r in results for v in r[0]], next((r[1] for r in results), None), [r[2] for r in results]
+        [v for r in results for v in r[0]],
+        next((r[1] for r in results), None),
+        [record for r in results for record in r[2]],
     )

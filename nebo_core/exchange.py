@@ -259,6 +259,8 @@ class Exchange:
         self.pending: list[Chunk] = []
         self.ended = False
         self.record: UsageRecord | None = None
+        self.records: list[UsageRecord] = []
+        """Every usage record of this call: an attempt that may have been billed, then the answer."""
         self._decoder = SSEDecoder()
         self._then: Action | Callable[[], Action] | None = None
         self._closed = False
@@ -461,6 +463,7 @@ class Exchange:
         self.tracker.record(record)
         self.telemetry.recorded(record)
         self.record = record
+        self.records.append(record)
         return record
 
     # -- failures -------------------------------------------------------------------------

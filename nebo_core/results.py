@@ -19,6 +19,9 @@ class ChatCompletion:
     request_id: str | None
     headers: Mapping[str, str] = field(default_factory=dict)
     """The response's headers, names lower-cased (``include_response_headers`` in the adapters)."""
+    records: tuple[UsageRecord, ...] = ()
+    """Every usage record of the call: attempts that may have been billed (charged at an estimate,
+    then retried), then :attr:`usage`. Their costs sum to what the call cost."""
 
     @property
     def message(self) -> dict[str, Any]:
@@ -30,7 +33,8 @@ class ChatCompletion:
 
 @dataclass(frozen=True)
 class EmbeddingResult:
-    """Vectors in input order, plus what they cost (one record per request sent)."""
+    """Vectors in input order, plus what they cost (one record per request sent, and one per attempt
+    that may have been billed before it)."""
 
     vectors: list[list[float]]
     model: str | None

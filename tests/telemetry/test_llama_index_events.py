@@ -85,13 +85,6 @@ async def test_events_and_spans_agree(
     assert sum(s["nebo.cost_micro"] for s in spans.values()) == sum(e.cost_micro or 0 for e in events)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 16 section 4: a call whose first attempt was cut after billing has two usage records "
-    "(the attempt's estimate, then the answer's exact cost); the span and the tracker count both, "
-    "but llama_index_nebo publishes a NeboUsageEvent for the final record only. Fix: publish one "
-    "event per record of the call (needs the call's records from nebo_core, see the report).",
-)
 def test_a_retried_call_agrees_with_its_events(
     otel: Any, emu: NeboEmulator, conn: dict[str, Any], events: list[NeboUsageEvent]
 ) -> None:
