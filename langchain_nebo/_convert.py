@@ -5,6 +5,11 @@ LangChain messages and tools become an OpenAI chat-completions request body; the
 repaired of Nebo's stream quirks) become ``AIMessage`` / ``AIMessageChunk``. Nothing here does
 I/O, parses headers or computes costs: usage and budget come from the core's ``UsageRecord``
 and ``BudgetSnapshot``. The common case (string content) takes a fast path with no copies.
+
+Responses are read tolerantly: the core rejects a 2xx chat body that is not an object with a
+``choices`` list; past that, a field of the wrong type is read as absent (a usage count of
+``"x"``), kept visibly (``tool_calls: "garbage"`` becomes an invalid tool call), or, where no
+answer is left (``choices: [null]``, ``choices: []``), raises the typed ``NeboUpstreamError``.
 """
 
 from __future__ import annotations
@@ -27,7 +32,9 @@ from langchain_core.messages.ai import UsageMetadata
 from langchain_core.messages.tool import invalid_tool_call, tool_call, tool_call_chunk
 from langchain_core.messages.utils import convert_to_openai_messages
 
+from nebo_core import wire
 from nebo_core.budget import BudgetSnapshot, UsageRecord, call_metadata
+from nebo_core.errors import NeboUpstreamError
 
 _ROLES: dict[type[BaseMessage], str] = {
     HumanMessage: "user",
@@ -115,32 +122,76 @@ def messages_to_dicts(messages: Sequence[BaseMessage]) -> list[dict[str, Any]]:
 # --- responses -----------------------------------------------------------------------------
 
 
-def usage_metadata(usage: Mapping[str, Any] | None) -> UsageMetadata | None:
-    """OpenAI ``usage`` as LangChain ``UsageMetadata`` (``None`` when the server sent none)."""
+def _count(value: Any) -> int | None:
+    return wire.parse_int(value)
+
+
+def usage_metadata(usage: Any) -> UsageMetadata | None:
+    """OpenAI ``usage`` as LangChain ``UsageMetadata`` (``None`` when the server sent none, or
+    nothing readable: counts that are not whole numbers are unknown, never a crash)."""
     if not isinstance(usage, Mapping):
         return None
-    prompt = int(usage.get("prompt_tokens") or 0)
-    completion = int(usage.get("completion_tokens") or 0)
-    total = int(usage.get("total_tokens") or prompt + completion)
-    meta: dict[str, Any] = {"input_tokens": prompt, "output_tokens": completion, "total_tokens": total}
+    prompt = _count(usage.get("prompt_tokens"))
+    completion = _count(usage.get("completion_tokens"))
+    total = _count(usage.get("total_tokens"))
+    if prompt is None and completion is None and total is None:
+        return None
+    prompt, completion = prompt or 0, completion or 0
+    meta: dict[str, Any] = {
+        "input_tokens": prompt,
+        "output_tokens": completion,
+        "total_tokens": total if total is not None else prompt + completion,
+    }
     prompt_details = usage.get("prompt_tokens_details")
-    if isinstance(prompt_details, Mapping) and prompt_details.get("cached_tokens") is not None:
-        meta["input_token_details"] = {"cache_read": int(prompt_details["cached_tokens"])}
+    cached = _count(prompt_details.get("cached_tokens")) if isinstance(prompt_details, Mapping) else None
+    if cached is not None:
+        meta["input_token_details"] = {"cache_read": cached}
     completion_details = usage.get("completion_tokens_details")
-    if isinstance(completion_details, Mapping) and completion_details.get("reasoning_tokens") is not None:
-        meta["output_token_details"] = {"reasoning": int(completion_details["reasoning_tokens"])}
+    reasoning = (
+        _count(completion_details.get("reasoning_tokens"))
+        if isinstance(completion_details, Mapping)
+        else None
+    )
+    if reasoning is not None:
+        meta["output_token_details"] = {"reasoning": reasoning}
     return cast("UsageMetadata", meta)
 
 
+def _preview(value: Any) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 200 else text[:200] + "..."
+
+
 def _parse_tool_calls(raw_calls: Any) -> tuple[list[Any], list[Any]]:
+    if raw_calls is None:
+        return [], []
+    if not isinstance(raw_calls, list):
+        return [], [invalid_tool_call(args=_preview(raw_calls), error="tool_calls is not a list")]
     calls, invalid = [], []
-    for raw in raw_calls or []:
-        fn = raw.get("function") or {}
-        name, args, call_id = fn.get("name") or "", fn.get("arguments") or "", raw.get("id")
-        try:
-            parsed = json.loads(args) if args.strip() else {}
-        except ValueError:
-            parsed = None
+    for raw in raw_calls:
+        if not isinstance(raw, Mapping):
+            invalid.append(invalid_tool_call(args=_preview(raw), error="a tool call that is not an object"))
+            continue
+        call_id = raw.get("id") if isinstance(raw.get("id"), str) else None
+        fn = raw.get("function")
+        name = fn.get("name") if isinstance(fn, Mapping) else None
+        if not isinstance(fn, Mapping) or not isinstance(name, str) or not name:
+            invalid.append(
+                invalid_tool_call(args=_preview(raw), id=call_id, error="a tool call without a name")
+            )
+            continue
+        args: Any = fn.get("arguments")
+        parsed: Any
+        if isinstance(args, Mapping):  # some servers send the object itself
+            parsed, args = dict(args), json.dumps(args)
+        elif isinstance(args, str) or args is None:
+            args = args or ""
+            try:
+                parsed = json.loads(args) if args.strip() else {}
+            except ValueError:
+                parsed = None
+        else:
+            parsed, args = None, _preview(args)
         if isinstance(parsed, dict):
             calls.append(tool_call(name=name, args=parsed, id=call_id))
         else:
@@ -150,40 +201,119 @@ def _parse_tool_calls(raw_calls: Any) -> tuple[list[Any], list[Any]]:
     return calls, invalid
 
 
-def message_from_completion(
+def _text(content: Any) -> str:
+    """Message content as text: a string as is, text parts joined, anything else as its JSON."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(
+            p if isinstance(p, str) else p["text"]
+            for p in content
+            if isinstance(p, str) or (isinstance(p, Mapping) and isinstance(p.get("text"), str))
+        )
+    return json.dumps(content, default=str)
+
+
+def _choices(
+    data: Mapping[str, Any], request_id: str | None, snapshot: BudgetSnapshot | None
+) -> list[Mapping[str, Any]]:
+    raw = data.get("choices")
+    if isinstance(raw, list) and raw and all(isinstance(c, Mapping) for c in raw):
+        indexed = all(isinstance(c.get("index"), int) for c in raw)
+        return sorted(raw, key=lambda c: c["index"]) if indexed else list(raw)
+    raise NeboUpstreamError(
+        f"Nebo returned a chat response with no readable answer (choices: {_preview(raw)})",
+        status=200,
+        body=dict(data),
+        request_id=request_id,
+        snapshot=snapshot,
+    )
+
+
+def _metadata(
     data: Mapping[str, Any], record: UsageRecord | None, snapshot: BudgetSnapshot | None
-) -> AIMessage:
-    """A standard ``chat.completion`` body (first choice) as an ``AIMessage``."""
-    choices = data.get("choices") or [{}]
-    choice = choices[0]
-    msg = choice.get("message") or {}
-    additional: dict[str, Any] = {}
-    reasoning = msg.get("reasoning_content") or msg.get("reasoning")
-    if isinstance(reasoning, str) and reasoning:
-        additional["reasoning_content"] = reasoning
-    if msg.get("refusal"):
-        additional["refusal"] = msg["refusal"]
-    calls, invalid = _parse_tool_calls(msg.get("tool_calls"))
+) -> dict[str, Any]:
     metadata: dict[str, Any] = {
         "model_name": data.get("model") or (record.model if record else None),
-        "finish_reason": choice.get("finish_reason"),
         "id": data.get("id"),
         "model_provider": "nebo",
         "nebo": call_metadata(record, snapshot),
     }
-    if data.get("system_fingerprint"):
-        metadata["system_fingerprint"] = data["system_fingerprint"]
-    if data.get("provider_metadata"):
-        metadata["provider_metadata"] = data["provider_metadata"]
-    content = msg.get("content")
-    return AIMessage(
-        content=content if isinstance(content, str) else "",
-        additional_kwargs=additional,
-        tool_calls=calls,
-        invalid_tool_calls=invalid,
-        usage_metadata=usage_metadata(data.get("usage")),
-        response_metadata=metadata,
-    )
+    for key in ("system_fingerprint", "service_tier", "provider_metadata"):
+        if data.get(key):
+            metadata[key] = data[key]
+    return metadata
+
+
+def _finish_reason(choice: Mapping[str, Any]) -> str | None:
+    reason = choice.get("finish_reason")
+    return reason if isinstance(reason, str) else None
+
+
+def messages_from_completion(
+    data: Mapping[str, Any],
+    record: UsageRecord | None,
+    snapshot: BudgetSnapshot | None,
+    *,
+    request_id: str | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> list[AIMessage]:
+    """A ``chat.completion`` body as one ``AIMessage`` per choice (``n`` of them).
+
+    The call's usage and cost go on the first message only, so that summing the generations
+    (callbacks, ``get_usage_metadata_callback``) counts the call once; every message says which
+    choice it is (``response_metadata["choice_index"]``) when there are several."""
+    choices = _choices(data, request_id, snapshot)
+    usage = usage_metadata(data.get("usage"))
+    out = []
+    for position, choice in enumerate(choices):
+        raw_message = choice.get("message")
+        msg: Mapping[str, Any] = raw_message if isinstance(raw_message, Mapping) else {}
+        additional: dict[str, Any] = {}
+        reasoning = msg.get("reasoning_content") or msg.get("reasoning")
+        if isinstance(reasoning, str) and reasoning:
+            additional["reasoning_content"] = reasoning
+        if msg.get("refusal"):
+            additional["refusal"] = msg["refusal"]
+        calls, invalid = _parse_tool_calls(msg.get("tool_calls"))
+        metadata = _metadata(data, record, snapshot)
+        metadata["finish_reason"] = _finish_reason(choice)
+        if position:
+            del metadata["nebo"]  # the call's cost is on the first choice only
+        if len(choices) > 1:
+            metadata["choice_index"] = choice.get("index", position)
+        if "logprobs" in choice:
+            metadata["logprobs"] = choice["logprobs"]
+        if headers is not None:
+            metadata["headers"] = dict(headers)
+        out.append(
+            AIMessage(
+                content=_text(msg.get("content")),
+                additional_kwargs=additional,
+                tool_calls=calls,
+                invalid_tool_calls=invalid,
+                usage_metadata=usage if position == 0 else None,
+                response_metadata=metadata,
+            )
+        )
+    return out
+
+
+def message_from_completion(
+    data: Mapping[str, Any], record: UsageRecord | None, snapshot: BudgetSnapshot | None
+) -> AIMessage:
+    """A ``chat.completion`` body's first choice as an ``AIMessage``."""
+    return messages_from_completion(data, record, snapshot)[0]
+
+
+def _logprobs(value: Any) -> dict[str, Any] | None:
+    # Only OpenAI's shape is kept on stream chunks: merging chunks concatenates the lists, and
+    # a value of another type on one chunk would break that merge.
+    if isinstance(value, Mapping) and isinstance(value.get("content"), list):
+        return {"content": list(value["content"])}
+    return None
 
 
 def chunk_from_delta(chunk: Mapping[str, Any]) -> AIMessageChunk | None:
@@ -191,11 +321,13 @@ def chunk_from_delta(chunk: Mapping[str, Any]) -> AIMessageChunk | None:
 
     Usage, finish reason and budget are deliberately not put here: they go on the one final
     chunk (:func:`final_chunk`), so that merging chunks never adds or concatenates them.
+    Logprobs stay with the tokens they describe; merged, they concatenate in order.
     """
     choices = chunk.get("choices")
     if not choices:
         return None
-    delta = choices[0].get("delta") or {}
+    choice = choices[0]
+    delta = choice.get("delta") or {}
     content = delta.get("content") or ""
     additional: dict[str, Any] = {}
     if delta.get("reasoning_content"):
@@ -216,9 +348,13 @@ def chunk_from_delta(chunk: Mapping[str, Any]) -> AIMessageChunk | None:
         if raw_calls
         else []
     )
-    if not content and not additional and not calls:
+    logprobs = _logprobs(choice.get("logprobs"))
+    if not content and not additional and not calls and logprobs is None:
         return None
-    return AIMessageChunk(content=content, additional_kwargs=additional, tool_call_chunks=calls)
+    metadata = {"logprobs": logprobs} if logprobs is not None else {}
+    return AIMessageChunk(
+        content=content, additional_kwargs=additional, tool_call_chunks=calls, response_metadata=metadata
+    )
 
 
 def final_chunk(
@@ -226,18 +362,14 @@ def final_chunk(
     record: UsageRecord | None,
     snapshot: BudgetSnapshot | None,
     stream_usage: bool,
+    headers: Mapping[str, str] | None = None,
 ) -> AIMessageChunk:
     """The last chunk of a stream: the only one with usage, finish reason, model and budget."""
     choices = completion.get("choices") or [{}]
-    metadata: dict[str, Any] = {
-        "model_name": completion.get("model") or (record.model if record else None),
-        "finish_reason": choices[0].get("finish_reason"),
-        "id": completion.get("id"),
-        "model_provider": "nebo",
-        "nebo": call_metadata(record, snapshot),
-    }
-    if completion.get("provider_metadata"):
-        metadata["provider_metadata"] = completion["provider_metadata"]
+    metadata = _metadata(completion, record, snapshot)
+    metadata["finish_reason"] = _finish_reason(choices[0])
+    if headers is not None:
+        metadata["headers"] = dict(headers)
     return AIMessageChunk(
         content="",
         usage_metadata=usage_metadata(completion.get("usage")) if stream_usage else None,

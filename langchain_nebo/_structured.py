@@ -37,6 +37,13 @@ def _json_schema_format(schema: Any, strict: bool | None) -> tuple[str, dict[str
     return name, {"type": "json_schema", "json_schema": block}
 
 
+def response_format_of(value: Any) -> Any:
+    """A ``response_format`` as OpenAI takes it: a pydantic class becomes its JSON schema block."""
+    if value is not None and is_basemodel_subclass(value):
+        return _json_schema_format(value, None)[1]
+    return value
+
+
 def structured_output(
     model: ChatNebo,
     schema: Any,

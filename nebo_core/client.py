@@ -56,6 +56,7 @@ class BaseClient:
         lane: str | None = None,
         purpose: str | None = None,
         default_headers: Mapping[str, str] | None = None,
+        default_query: Mapping[str, str] | None = None,
         tracker: BudgetTracker | None = None,
         policy: BudgetPolicy | None = None,
         retry: RetryPolicy | None = None,
@@ -71,6 +72,7 @@ class BaseClient:
                 lane=lane,
                 purpose=purpose,
                 default_headers=default_headers,
+                default_query=default_query,
             )
         self.settings = settings
         self.tracker = tracker if tracker is not None else default_tracker()
@@ -136,6 +138,10 @@ class BaseClient:
             server=self.settings.base_url,
         )
 
+    def _query(self, ex: Exchange) -> dict[str, Any] | None:
+        """The settings' default query, then the call's own ``extra_query``."""
+        return {**self.settings.default_query, **(ex.call.query or {})} or None
+
     def _build(self, http: httpx.Client | httpx.AsyncClient, ex: Exchange, send: Send) -> httpx.Request:
         # Secrets stay in Secret until the request is built.
         headers = wire.request_headers(self.settings, ex.call.headers)
@@ -151,13 +157,18 @@ class BaseClient:
             return httpx.Request(
                 ex.call.method,
                 url,
-                params=ex.call.query,
+                params=self._query(ex),
                 content=send.content,
                 headers=headers,
                 extensions=extensions,
             )
         return http.build_request(
-            ex.call.method, url, params=ex.call.query, content=send.content, headers=headers, timeout=timeout
+            ex.call.method,
+            url,
+            params=self._query(ex),
+            content=send.content,
+            headers=headers,
+            timeout=timeout,
         )
 
     # -- results out ----------------------------------------------------------------------

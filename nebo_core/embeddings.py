@@ -89,10 +89,15 @@ def decode_embedding(value: Any) -> list[float]:
     raise NeboUpstreamError("Nebo returned an embedding that is neither a list nor base64", status=200)
 
 
+def _index(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
 def vectors(body: Any) -> list[list[float]]:
     """The vectors of an embeddings response (already checked to have ``data``), in input order."""
     data = body["data"]
-    ordered = sorted(data, key=lambda d: d.get("index", 0) if isinstance(d, dict) else 0)
+    # A garbled index ("a", null) sorts as 0 instead of raising TypeError out of sorted().
+    ordered = sorted(data, key=lambda d: _index(d.get("index")) if isinstance(d, dict) else 0)
     return [decode_embedding(d.get("embedding") if isinstance(d, dict) else None) for d in ordered]
 
 

@@ -26,8 +26,18 @@ from nebo_core.policy import BudgetPolicy, default_policy
 from nebo_core.settings import ENV_API_KEY, NeboSettings
 from nebo_core.tracker import BudgetTracker, default_tracker
 
-_PICKLED_FIELDS = ("base_url", "timeout", "max_retries", "bot_id", "lane", "purpose")
-"""Settings a pickle keeps; secrets (the token, the provider key) never pickle."""
+_PICKLED_FIELDS = (
+    "base_url",
+    "timeout",
+    "max_retries",
+    "bot_id",
+    "lane",
+    "purpose",
+    "default_headers",
+    "default_query",
+)
+"""Settings a pickle keeps; secrets (the token, the provider key) never pickle. Default headers and
+query parameters do: put credentials in ``api_key`` / ``provider_api_key``, never in headers."""
 
 
 class NeboProvider:

@@ -211,6 +211,14 @@ def _secret_text(raw: Any, name: str, env_name: str) -> str | None:
     return value
 
 
+def _query(raw: Any) -> dict[str, str]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping) or not all(isinstance(k, str) and k for k in raw):
+        raise NeboConfigurationError(f"default_query must be a dict of parameter name to text, got {raw!r}")
+    return {k: str(v) for k, v in raw.items()}
+
+
 def check_headers(raw: Any) -> dict[str, str]:
     """Per-call HTTP headers (``extra_headers=``), validated: a mapping of printable ASCII text.
     ``Authorization`` is refused: the token comes from the settings, never from a call."""
@@ -251,6 +259,8 @@ class NeboSettings:
     lane: str | None = None
     purpose: str | None = None
     default_headers: Mapping[str, str] = field(default_factory=dict)
+    default_query: Mapping[str, str] = field(default_factory=dict)
+    """Query parameters sent with every request (a call's ``extra_query`` adds to them)."""
     claims: TokenClaims | None = None
 
     @classmethod
@@ -266,6 +276,7 @@ class NeboSettings:
         lane: str | None = None,
         purpose: str | None = None,
         default_headers: Mapping[str, str] | None = None,
+        default_query: Mapping[str, str] | None = None,
         environ: Mapping[str, str] | None = None,
         check_expiry: bool = True,
     ) -> NeboSettings:
@@ -309,6 +320,7 @@ class NeboSettings:
             default_headers={
                 k: _header_text(v, f"header {k}") or "" for k, v in (default_headers or {}).items()
             },
+            default_query=_query(default_query),
             claims=claims,
         )
 

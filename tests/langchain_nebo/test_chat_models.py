@@ -118,7 +118,8 @@ def test_standard_params_and_model_kwargs_are_sent(connect: dict[str, Any]) -> N
         seed=7,
         top_p=0.9,
         reasoning_effort="low",
-        model_kwargs={"user": "u1"},
+        user="u1",
+        model_kwargs={"prompt_cache_key": "k1"},
         http_client=_capturing_client(sent),
         **connect,
     )
@@ -128,6 +129,7 @@ def test_standard_params_and_model_kwargs_are_sent(connect: dict[str, Any]) -> N
     assert (body["temperature"], body["max_completion_tokens"], body["stop"]) == (0.2, 50, ["END"])
     assert (body["seed"], body["top_p"], body["reasoning_effort"], body["user"]) == (7, 0.9, "low", "u1")
     assert body["metadata"] == {"k": "v"}
+    assert body["prompt_cache_key"] == "k1"
     assert "max_tokens" not in body
 
 

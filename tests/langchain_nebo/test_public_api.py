@@ -39,3 +39,16 @@ def test_all_is_pinned() -> None:
     )
     for name in langchain_nebo.__all__:
         assert getattr(langchain_nebo, name) is not None
+
+
+def test_partner_style_module_paths() -> None:
+    from langchain_nebo.chat_models import ChatNebo
+    from langchain_nebo.embeddings import NeboEmbeddings
+
+    assert ChatNebo is langchain_nebo.ChatNebo
+    assert NeboEmbeddings is langchain_nebo.NeboEmbeddings
+    import langchain_nebo.chat_models as chat_models
+    import langchain_nebo.embeddings as embeddings
+
+    assert chat_models.__all__ == ["ChatNebo"]
+    assert embeddings.__all__ == ["NeboEmbeddings"]
