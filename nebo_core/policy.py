@@ -256,7 +256,9 @@ class BudgetPolicy:
     is back: :meth:`settle_pending`), or ``"local"`` (enforce the caps in this process only,
     logged). A capped call costs two store round trips: one reservation (which reads other
     processes' budget snapshot too) and one settlement (which publishes this call's); a model's
-    observed mean cost is reused for ``mean_cache_s`` seconds.
+    observed mean cost is reused for ``mean_cache_s`` seconds. After a store failure the store is
+    left alone for ``store_retry_s`` seconds (calls go by ``on_store_error`` at once, and settle
+    later), so an outage does not cost every call a timeout.
     ``reservation_ttl`` is how long a call's hold on a cap outlives a dead worker; by default
     the call's timeout plus :data:`RESERVATION_MARGIN_S`. A hold that expires unsettled is
     charged (the call may have been billed), and corrected if its call settles later.
@@ -281,6 +283,7 @@ class BudgetPolicy:
         on_store_error: StoreErrorMode = "closed",
         wait_jitter: float = 10.0,
         mean_cache_s: float = MEAN_CACHE_S,
+        store_retry_s: float = 5.0,
         clock: Callable[[], datetime] = _utcnow,
     ) -> None:
         self.warn_at = tuple(warn_at)
@@ -305,6 +308,9 @@ class BudgetPolicy:
         """The in-process store ``on_store_error="local"`` falls back to."""
         self._local_ids: set[str] = set()
         self._means: dict[str, tuple[float, float]] = {}
+        self.store_retry_s = float(store_retry_s)
+        self._store_error: NeboStoreError | None = None
+        self._store_down_until = 0.0
         self.mean_cache_s = mean_cache_s
         """Model -> (observed mean cost, when to ask the store again)."""
         """Reservations held in that store (settled there)."""
@@ -655,31 +661,51 @@ class BudgetPolicy:
         self, plan: CallPlan, tracker: BudgetTracker, error: NeboBudgetExhausted | None = None
     ) -> Decision:
         """:meth:`decide_steps`, blocking on the store (on a store failure: ``on_store_error``)."""
-        if self._pending:
-            self.settle_pending()
-        try:
-            return run_steps(self.decide_steps(plan, tracker, error), self.store)
-        except NeboStoreError as exc:
-            fallback = self._store_failed(plan, exc)
-            if fallback is not None:
-                return fallback
-            return self._on_local(run_steps(self.decide_steps(plan, tracker, error), self._local_store()))
+        failure = self._store_down()
+        if failure is None:
+            if self._pending:
+                self.settle_pending()
+            try:
+                return run_steps(self.decide_steps(plan, tracker, error), self.store)
+            except NeboStoreError as exc:
+                failure = self._store_broke(exc)
+        fallback = self._store_failed(plan, failure)
+        if fallback is not None:
+            return fallback
+        return self._on_local(run_steps(self.decide_steps(plan, tracker, error), self._local_store()))
 
     async def adecide(
         self, plan: CallPlan, tracker: BudgetTracker, error: NeboBudgetExhausted | None = None
     ) -> Decision:
         """:meth:`decide_steps`, awaiting the store (on a store failure: ``on_store_error``)."""
-        if self._pending:
-            await self.asettle_pending()
-        try:
-            return await arun_steps(self.decide_steps(plan, tracker, error), self.store)
-        except NeboStoreError as exc:
-            fallback = self._store_failed(plan, exc)
-            if fallback is not None:
-                return fallback
-            return self._on_local(run_steps(self.decide_steps(plan, tracker, error), self._local_store()))
+        failure = self._store_down()
+        if failure is None:
+            if self._pending:
+                await self.asettle_pending()
+            try:
+                return await arun_steps(self.decide_steps(plan, tracker, error), self.store)
+            except NeboStoreError as exc:
+                failure = self._store_broke(exc)
+        fallback = self._store_failed(plan, failure)
+        if fallback is not None:
+            return fallback
+        return self._on_local(run_steps(self.decide_steps(plan, tracker, error), self._local_store()))
 
     # -- when the store fails ----------------------------------------------------------------
+
+    def _store_down(self) -> NeboStoreError | None:
+        """The store's last failure while it is presumed down (``store_retry_s`` after it failed):
+        calls meanwhile skip it instead of each waiting out its timeout."""
+        with self._lock:
+            if self._store_error is not None and time.monotonic() < self._store_down_until:
+                return self._store_error
+            return None
+
+    def _store_broke(self, exc: NeboStoreError) -> NeboStoreError:
+        with self._lock:
+            self._store_error = exc
+            self._store_down_until = time.monotonic() + self.store_retry_s
+        return exc
 
     def _local_store(self) -> InMemoryBudgetStore:
         with self._lock:
@@ -763,18 +789,29 @@ class BudgetPolicy:
 
     def settle_pending(self) -> int:
         """Charge what the store could not take during an outage; returns how many calls were charged
-        (0 while it is still down)."""
+        (0 while it is still down). Always asks the store (it ends a presumed outage when it works)."""
         try:
-            return run_steps(self._pending_steps(), self.store)
-        except NeboStoreError:
+            done = run_steps(self._pending_steps(), self.store)
+        except NeboStoreError as exc:
+            self._store_broke(exc)
             return 0
+        self._store_back()
+        return done
 
     async def asettle_pending(self) -> int:
         """The async twin of :meth:`settle_pending`."""
         try:
-            return await arun_steps(self._pending_steps(), self.store)
-        except NeboStoreError:
+            done = await arun_steps(self._pending_steps(), self.store)
+        except NeboStoreError as exc:
+            self._store_broke(exc)
             return 0
+        self._store_back()
+        return done
+
+    def _store_back(self) -> None:
+        with self._lock:
+            self._store_error = None
+            self._store_down_until = 0.0
 
     def before_call(self, plan: CallPlan, tracker: BudgetTracker) -> Decision:
         """Whether the call may go, before any request is sent (reserves against the cap)."""
@@ -786,45 +823,60 @@ class BudgetPolicy:
 
     def check(self, plan: CallPlan, tracker: BudgetTracker) -> Decision:
         """:meth:`check_steps`, blocking on the store (on a store failure: ``on_store_error``)."""
-        try:
-            return run_steps(self.check_steps(plan, tracker), self.store)
-        except NeboStoreError as exc:
-            fallback = self._store_failed(plan, exc)
-            return (
-                fallback
-                if fallback is not None
-                else run_steps(self.check_steps(plan, tracker), self._local_store())
-            )
+        failure = self._store_down()
+        if failure is None:
+            try:
+                return run_steps(self.check_steps(plan, tracker), self.store)
+            except NeboStoreError as exc:
+                failure = self._store_broke(exc)
+        fallback = self._store_failed(plan, failure)
+        return (
+            fallback
+            if fallback is not None
+            else run_steps(self.check_steps(plan, tracker), self._local_store())
+        )
 
     async def acheck(self, plan: CallPlan, tracker: BudgetTracker) -> Decision:
         """:meth:`check_steps`, awaiting the store (on a store failure: ``on_store_error``)."""
-        try:
-            return await arun_steps(self.check_steps(plan, tracker), self.store)
-        except NeboStoreError as exc:
-            fallback = self._store_failed(plan, exc)
-            return (
-                fallback
-                if fallback is not None
-                else run_steps(self.check_steps(plan, tracker), self._local_store())
-            )
+        failure = self._store_down()
+        if failure is None:
+            try:
+                return await arun_steps(self.check_steps(plan, tracker), self.store)
+            except NeboStoreError as exc:
+                failure = self._store_broke(exc)
+        fallback = self._store_failed(plan, failure)
+        return (
+            fallback
+            if fallback is not None
+            else run_steps(self.check_steps(plan, tracker), self._local_store())
+        )
 
     def settle(self, decision: Decision, record: UsageRecord | None) -> None:
         """:meth:`settle_steps`, blocking on the store (a failed store keeps the charge for later)."""
+        store = self._settle_store(decision)
+        down = self._store_down() if store is self.store else None
+        if down is not None:
+            self._keep(decision, record, down)
+            return
         try:
-            run_steps(self.settle_steps(decision, record), self._settle_store(decision))
+            run_steps(self.settle_steps(decision, record), store)
         except NeboStoreError as exc:
-            self._keep(decision, record, exc)
+            self._keep(decision, record, self._store_broke(exc))
 
     async def asettle(self, decision: Decision, record: UsageRecord | None) -> None:
         """:meth:`settle_steps`, awaiting the store (a failed store keeps the charge for later)."""
         store = self._settle_store(decision)
+        down = self._store_down() if store is self.store else None
+        if down is not None:
+            self._keep(decision, record, down)
+            return
         try:
             if store is self.store:
                 await arun_steps(self.settle_steps(decision, record), store)
             else:
                 run_steps(self.settle_steps(decision, record), store)
         except NeboStoreError as exc:
-            self._keep(decision, record, exc)
+            self._keep(decision, record, self._store_broke(exc))
 
 
 def _reset_of(error: NeboBudgetExhausted, snapshot: BudgetSnapshot | None) -> datetime | None:

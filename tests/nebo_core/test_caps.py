@@ -325,7 +325,7 @@ def test_local_enforces_the_caps_in_this_process_while_the_store_is_down() -> No
 @pytest.mark.redis
 def test_lost_state_is_detected_not_silently_refilled(redis_url: str) -> None:
     store = RedisBudgetStore.from_url(redis_url, namespace=f"lost-{uuid.uuid4().hex[:6]}")
-    policy = BudgetPolicy(max_spend_micro=150, estimate_micro=100, store=store)
+    policy = BudgetPolicy(max_spend_micro=150, estimate_micro=100, store=store, store_retry_s=0)
     spend(policy, "job", 100)
     admin = redis.Redis.from_url(redis_url)
     admin.flushall()  # a Redis restarted without persistence looks the same
@@ -422,3 +422,36 @@ def test_a_capped_call_costs_two_redis_round_trips(redis_url: str, is_async: boo
         assert [c for c in seen if c not in ("CLIENT", "HELLO", "SELECT")] == ["EVALSHA"] * 20
     admin.close()
     store.close()
+
+
+class FlakyStore(InMemoryBudgetStore):
+    """An in-memory store whose reservations fail while ``down``; counts the attempts."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = True
+        self.attempts = 0
+
+    def reserve_lines(self, *args: Any, **kwargs: Any) -> Any:
+        self.attempts += 1
+        if self.down:
+            raise NeboStoreError("the Redis budget store failed: ConnectionError: refused")
+        return super().reserve_lines(*args, **kwargs)
+
+
+def test_a_failed_store_is_left_alone_for_store_retry_s_then_asked_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from types import SimpleNamespace
+
+    store = FlakyStore()
+    clock = SimpleNamespace(now=0.0)
+    monkeypatch.setattr("nebo_core.policy.time", SimpleNamespace(monotonic=lambda: clock.now))
+    policy = BudgetPolicy(max_spend_micro=10**6, estimate_micro=10, store=store, store_retry_s=60)
+    for _ in range(3):
+        assert isinstance(refusal(policy, "job"), NeboBudgetStoreUnavailable)
+    assert store.attempts == 1  # the next two were refused without waiting on the store
+    store.down = False
+    clock.now = 61.0
+    spend(policy, "job", 10)
+    assert store.attempts == 2
