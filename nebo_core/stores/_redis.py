@@ -68,6 +68,7 @@ local function lk(j, i) return KEYS[6 + (j - 1) * 5 + i] end
 local function la(j, i) return ARGV[2 + (j - 1) * 3 + i] end
 local function bucket(w) return string.format('%d', math.floor(now / (w / {ROLLING_BUCKETS}))) end
 local function add(j, amount)
+  amount = string.format('%d', amount)  -- an integer's text: never "-0" or "1e+15"
   redis.call('HINCRBY', KEYS[1], la(j, 1), amount)
   local w = tonumber(la(j, 3))
   if w > 0 then redis.call('HINCRBY', lk(j, 5), bucket(w), amount) end
@@ -151,7 +152,7 @@ for j = 1, n do
   local charged = redis.call('HGET', lk(j, 3), id)
   if charged then
     add(j, -tonumber(charged))
-    redis.call('HINCRBY', KEYS[2], la(j, 1), -tonumber(charged))
+    redis.call('HINCRBY', KEYS[2], la(j, 1), string.format('%d', -tonumber(charged)))
     redis.call('HDEL', lk(j, 3), id)
     redis.call('ZREM', lk(j, 4), id)
   end
