@@ -394,7 +394,7 @@ class RedisBudgetStore(BudgetStore):
         with self._lock:
             self._forget_closed_loops()
         if self._sync is not None:
-            self._sync.client.close()
+            _close_sync(self._sync.client)
 
     async def aclose(self) -> None:
         """Close the connections the async methods use in this event loop: the loop's client
@@ -651,6 +651,17 @@ class RedisBudgetStore(BudgetStore):
         if keys:
             await conn.client.delete(*keys)
         self._generation = None
+
+
+def _close_sync(client: Any) -> None:
+    client.close()
+    # A cluster client also keeps the connection it discovered the slots on (redis-py closes only
+    # the nodes it routes to): close it too, or it is left for the garbage collector.
+    manager = getattr(client, "nodes_manager", None)
+    for node in list(getattr(manager, "startup_nodes", {}).values()):
+        connection = getattr(node, "redis_connection", None)
+        if connection is not None:
+            connection.close()
 
 
 def _text(value: Any) -> str:

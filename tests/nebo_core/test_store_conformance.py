@@ -56,7 +56,7 @@ class Model:
                 self.uncertain[key] = self.uncertain.get(key, 0) + amount
 
 
-def machine(make_store: Callable[[], BudgetStore]) -> type[RuleBasedStateMachine]:
+def machine(make_store: Callable[[], BudgetStore], *, close: bool = True) -> type[RuleBasedStateMachine]:
     class StoreMachine(RuleBasedStateMachine):
         held = Bundle("held")
 
@@ -68,9 +68,8 @@ def machine(make_store: Callable[[], BudgetStore]) -> type[RuleBasedStateMachine
             self.keys: set[str] = set(ORGS)
 
         def teardown(self) -> None:
-            close = getattr(self.store, "close", None)
-            if close is not None:
-                close()
+            if close:
+                getattr(self.store, "close", lambda: None)()
 
         def lines(self, org: str, child_cap: int | None) -> list[CapLine]:
             child = f"{org}/user=u@day:{self.period}"
@@ -168,16 +167,19 @@ RUNS = settings(
 @pytest.mark.parametrize("kind", ["memory", "redis", "cluster"])
 def test_every_store_behaves_like_the_model(kind: str, request: pytest.FixtureRequest) -> None:
     if kind == "memory":
+        run_state_machine_as_test(machine(InMemoryBudgetStore), settings=RUNS)
+        return
+    url = request.getfixturevalue("redis_url" if kind == "redis" else "redis_cluster")
+    # One client for the whole run (each example gets a fresh namespace on it), closed at the end.
+    import redis
+    import redis.cluster
 
-        def make() -> BudgetStore:
-            return InMemoryBudgetStore()
+    client = redis.cluster.RedisCluster.from_url(url) if kind == "cluster" else redis.Redis.from_url(url)
 
-    else:
-        url = request.getfixturevalue("redis_url" if kind == "redis" else "redis_cluster")
+    def make() -> BudgetStore:
+        return RedisBudgetStore(client, namespace=f"conf-{uuid.uuid4().hex[:8]}")
 
-        def make() -> BudgetStore:
-            return RedisBudgetStore.from_url(
-                url, namespace=f"conf-{uuid.uuid4().hex[:8]}", cluster=kind == "cluster"
-            )
-
-    run_state_machine_as_test(machine(make), settings=RUNS)
+    try:
+        run_state_machine_as_test(machine(make, close=False), settings=RUNS)
+    finally:
+        RedisBudgetStore(client, namespace="conformance").close()  # closes the client, cluster nodes too
