@@ -261,3 +261,69 @@ def get_nebo_callback(tracker: BudgetTracker | None = None) -> Iterator[NeboUsag
         yield usage
     finally:
         _COLLECTORS.reset(token)
+
+
+# --- LangSmith: the exact cost on the run ------------------------------------------------------
+
+_LANGSMITH_TRACERS = ("LangChainTracer",)
+"""Class names (in the MRO) of the handlers that post runs to LangSmith."""
+
+
+def _is_langsmith(handler: Any) -> bool:
+    return any(cls.__name__ in _LANGSMITH_TRACERS for cls in type(handler).__mro__)
+
+
+def _dollars(message: Any) -> float | None:
+    meta = getattr(message, "response_metadata", None)
+    nebo = meta.get("nebo") if isinstance(meta, Mapping) else None
+    cost = nebo.get("cost_micro") if isinstance(nebo, Mapping) else None
+    if isinstance(cost, bool) or not isinstance(cost, int):
+        return None
+    return cost / 1_000_000
+
+
+class _CostFor(BaseCallbackHandler):
+    """Shows LangSmith's tracer, and only it, the call's exact cost in ``usage_metadata``.
+
+    LangSmith reads a run's cost from ``usage_metadata["total_cost"]`` (dollars, a float), which
+    LangChain's tracer takes from the messages in ``on_llm_end``; a float there breaks
+    ``add_usage`` (chunk merging, ``get_usage_metadata_callback``). So the messages keep integer
+    usage, and two of these handlers sit around each LangSmith tracer of the run: the first adds
+    ``total_cost``, the second puts the integer usage back before any other handler sees it.
+    """
+
+    run_inline = True
+
+    def __init__(self, run_id: UUID, saved: dict[int, Any], *, add: bool) -> None:
+        self.run_id, self.saved, self.add = run_id, saved, add
+
+    def on_llm_end(self, response: LLMResult, *, run_id: UUID, **kwargs: Any) -> None:
+        if run_id != self.run_id:
+            return
+        for generations in response.generations:
+            for generation in generations:
+                message = getattr(generation, "message", None)
+                usage = getattr(message, "usage_metadata", None)
+                if self.add:
+                    dollars = _dollars(message)
+                    if usage is not None and dollars is not None and id(message) not in self.saved:
+                        self.saved[id(message)] = usage
+                        message.usage_metadata = {**usage, "total_cost": dollars}  # type: ignore[union-attr]
+                elif id(message) in self.saved:
+                    message.usage_metadata = self.saved.pop(id(message))  # type: ignore[union-attr]
+
+
+def cost_for_langsmith(run_manager: Any) -> None:
+    """Give the LangSmith tracers of this chat run the exact cost (no-op without one)."""
+    handlers = getattr(run_manager, "handlers", None)
+    if not handlers or not any(_is_langsmith(h) for h in handlers):
+        return
+    saved: dict[int, Any] = {}
+    run_id = run_manager.run_id
+    arranged: list[Any] = []
+    for handler in handlers:
+        if _is_langsmith(handler):
+            arranged += [_CostFor(run_id, saved, add=True), handler, _CostFor(run_id, saved, add=False)]
+        else:
+            arranged.append(handler)
+    handlers[:] = arranged

@@ -25,7 +25,7 @@ from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, PrivateAttr
 
 from langchain_nebo import _convert, _params, _tokens
-from langchain_nebo._callbacks import active_sinks, deliver_partial
+from langchain_nebo._callbacks import active_sinks, cost_for_langsmith, deliver_partial
 from langchain_nebo._connection import NeboConnection
 from langchain_nebo._errors import should_retry, translate
 from langchain_nebo._profile import profile_for
@@ -449,14 +449,14 @@ class ChatNebo(NeboConnection, BaseChatModel):
         messages = _convert.messages_from_completion(
             res.data, res.usage, res.snapshot, request_id=res.request_id, headers=headers
         )
-        return ChatResult(generations=[ChatGeneration(message=m) for m in messages])
+        info = _convert.routed_model_info(res.data)
+        return ChatResult(generations=[ChatGeneration(message=m, generation_info=info) for m in messages])
 
     def _final(self, stream: ChatStream | AsyncChatStream, stream_usage: bool) -> ChatGenerationChunk:
         headers = stream.headers if self.include_response_headers else None
-        message = _convert.final_chunk(
-            stream.completion(), stream.usage, stream.snapshot, stream_usage, headers
-        )
-        return ChatGenerationChunk(message=message)
+        completion = stream.completion()
+        message = _convert.final_chunk(completion, stream.usage, stream.snapshot, stream_usage, headers)
+        return ChatGenerationChunk(message=message, generation_info=_convert.routed_model_info(completion))
 
     # -- sync -----------------------------------------------------------------------------
 
@@ -469,6 +469,7 @@ class ChatNebo(NeboConnection, BaseChatModel):
     ) -> ChatResult:
         if self.streaming:
             return _result_from_chunks(list(self._stream(messages, stop, run_manager, **kwargs)))
+        cost_for_langsmith(run_manager)
         try:
             body, options, _ = self._request(messages, stop, kwargs)
             return self._result(self._sync_client().chat(body, **options))
@@ -483,6 +484,7 @@ class ChatNebo(NeboConnection, BaseChatModel):
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
         sinks, finished, stream = active_sinks(), False, None
+        cost_for_langsmith(run_manager)
         try:
             body, options, stream_usage = self._stream_request(messages, stop, kwargs)
             stream = self._sync_client().stream_chat(body, **options)
@@ -514,6 +516,7 @@ class ChatNebo(NeboConnection, BaseChatModel):
             return _result_from_chunks(
                 [c async for c in self._astream(messages, stop, run_manager, **kwargs)]
             )
+        cost_for_langsmith(run_manager)
         try:
             body, options, _ = self._request(messages, stop, kwargs)
             return self._result(await self._async_client().chat(body, **options))
@@ -528,6 +531,7 @@ class ChatNebo(NeboConnection, BaseChatModel):
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
         sinks, finished, stream = active_sinks(), False, None
+        cost_for_langsmith(run_manager)
         try:
             body, options, stream_usage = self._stream_request(messages, stop, kwargs)
             stream = await self._async_client().stream_chat(body, **options)

@@ -247,6 +247,25 @@ def _metadata(
     return metadata
 
 
+_ROUTED_KEY: str | None
+try:  # langchain-core >= 1.8: the tracer promotes this generation_info key to run metadata
+    from langchain_core.utils._gateway import GATEWAY_METADATA_RESPONSE_KEY as _ROUTED_KEY
+except ImportError:  # pragma: no cover - older langchain-core: no promotion, nothing sent
+    _ROUTED_KEY = None
+
+
+def routed_model_info(data: Mapping[str, Any]) -> dict[str, Any] | None:
+    """``generation_info`` naming the model Nebo routed to, for tracers (``None`` if unknown).
+
+    LangChain's tracer promotes ``{"model": ...}`` under this key to the run's ``ls_model_name``
+    (and ``ls_gateway_info``), so a LangSmith run of ``model="auto"`` shows the routed model;
+    the key never reaches ``response_metadata``. Older langchain-core has no such key: nothing."""
+    model = data.get("model")
+    if _ROUTED_KEY is None or not isinstance(model, str) or not model:
+        return None
+    return {_ROUTED_KEY: {"model": model, "provider": "nebo"}}
+
+
 def _finish_reason(choice: Mapping[str, Any]) -> str | None:
     reason = choice.get("finish_reason")
     return reason if isinstance(reason, str) else None

@@ -1,0 +1,196 @@
+"""LangSmith sees Nebo's exact cost: the runs LangChain's tracer posts, captured on loopback.
+
+A real ``langsmith.Client`` posts to a fake LangSmith endpoint (a loopback HTTP server); each
+test reads the run's final ``PATCH`` and checks ``extra.metadata.usage_metadata.total_cost``
+(dollars, what LangSmith reads) against the emulator's ledger entry for the call, and
+``ls_model_name`` against the model Nebo routed to. The messages the caller gets keep integer
+usage, so ``add_usage`` and ``get_usage_metadata_callback`` go on working.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from langchain_core.callbacks import get_usage_metadata_callback
+from langchain_core.messages import HumanMessage
+from langchain_core.messages.ai import add_usage
+from langchain_core.tracers.langchain import LangChainTracer
+from langsmith import Client
+from pydantic import SecretStr
+
+from langchain_nebo import ChatNebo
+from nebo_core import BudgetPolicy, BudgetTracker
+from nebo_emulator import NeboEmulator
+
+
+class FakeLangSmith:
+    """A loopback LangSmith endpoint that answers ``{}`` and keeps every run it was sent."""
+
+    def __init__(self) -> None:
+        self.received: list[tuple[str, str, Any]] = []
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def _handle(self) -> None:
+                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                body = json.loads(raw) if raw.startswith(b"{") else None
+                owner.received.append((self.command, self.path, body))
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"{}")
+
+            do_GET = do_POST = do_PATCH = _handle
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.01,), daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def ended_runs(self) -> list[dict[str, Any]]:
+        """The final state of every run (its PATCH), in order."""
+        return [
+            body for method, path, body in self.received if method == "PATCH" and path.startswith("/runs/")
+        ]
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join()
+
+
+@pytest.fixture
+def langsmith() -> Iterator[FakeLangSmith]:
+    fake = FakeLangSmith()
+    try:
+        yield fake
+    finally:
+        fake.close()
+
+
+@pytest.fixture
+def tracer(langsmith: FakeLangSmith) -> Iterator[LangChainTracer]:
+    """LangChain's LangSmith tracer, posting synchronously to the fake endpoint."""
+    client = Client(api_url=langsmith.url, api_key="ls-test-key", auto_batch_tracing=False)
+    tracer = LangChainTracer(client=client, project_name="nebo-tests")
+    try:
+        yield tracer
+    finally:
+        tracer.wait_for_futures()
+        client.session.close()
+
+
+@pytest.fixture
+def emu() -> Iterator[NeboEmulator]:
+    with NeboEmulator(latency=0.0) as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def model(emu: NeboEmulator) -> ChatNebo:
+    return ChatNebo(
+        api_key=SecretStr(emu.token), base_url=emu.base_url, tracker=BudgetTracker(), policy=BudgetPolicy()
+    )
+
+
+class _Ledger:
+    def __init__(self, entries: list[Any]) -> None:
+        self.ledger = entries
+
+
+def _usage_and_model(run: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    metadata = run["extra"]["metadata"]
+    return metadata["usage_metadata"], metadata["ls_model_name"]
+
+
+def _check(runs: list[dict[str, Any]], emu: NeboEmulator) -> None:
+    ledger = emu.ledger
+    assert len(runs) == len(ledger) >= 1
+    for run, entry in zip(runs, ledger, strict=True):
+        usage, model_name = _usage_and_model(run)
+        assert usage["total_cost"] == entry.cost_micro / 1_000_000
+        assert usage["total_cost"] > 0
+        assert usage["input_tokens"] == entry.prompt_tokens
+        assert usage["output_tokens"] == entry.completion_tokens
+        assert model_name == entry.model != "auto"
+
+
+def test_invoke_run_carries_the_exact_cost_and_routed_model(
+    model: ChatNebo, tracer: LangChainTracer, langsmith: FakeLangSmith, emu: NeboEmulator
+) -> None:
+    message = model.invoke("hello", config={"callbacks": [tracer]})
+    tracer.wait_for_futures()
+    _check(langsmith.ended_runs(), emu)
+    assert message.usage_metadata is not None
+    assert "total_cost" not in message.usage_metadata  # the caller's usage stays integer
+    assert "lc_gateway_metadata" not in message.response_metadata
+
+
+def test_stream_chunks_merge_under_the_tracer(
+    model: ChatNebo, tracer: LangChainTracer, emu: NeboEmulator
+) -> None:
+    chunks = list(model.stream("hello", config={"callbacks": [tracer]}))
+    merged = chunks[0]
+    for chunk in chunks[1:]:
+        merged += chunk  # merging uses add_usage: a float cost would raise here
+    assert merged.usage_metadata is not None
+    assert "total_cost" not in merged.usage_metadata
+    assert (
+        merged.usage_metadata["total_tokens"] == emu.ledger[0].prompt_tokens + emu.ledger[0].completion_tokens
+    )
+
+
+async def test_async_invoke_and_batch_runs_carry_the_exact_cost(
+    model: ChatNebo, tracer: LangChainTracer, langsmith: FakeLangSmith, emu: NeboEmulator
+) -> None:
+    await model.ainvoke("hello", config={"callbacks": [tracer]})
+    await model.abatch(["hello again", "and once more"], config={"callbacks": [tracer]})
+    tracer.wait_for_futures()
+    _check(langsmith.ended_runs(), emu)
+
+
+def test_batch_runs_each_carry_their_own_cost(
+    model: ChatNebo, tracer: LangChainTracer, langsmith: FakeLangSmith, emu: NeboEmulator
+) -> None:
+    model.generate([[HumanMessage("one")], [HumanMessage("two, a longer prompt")]], callbacks=[tracer])
+    tracer.wait_for_futures()
+    runs = langsmith.ended_runs()
+    assert len(runs) == 2
+    costs = sorted(float(_usage_and_model(run)[0]["total_cost"]) for run in runs)
+    assert costs == sorted(entry.cost_micro / 1_000_000 for entry in emu.ledger)
+
+
+def test_usage_callback_and_add_usage_keep_working_under_the_tracer(
+    model: ChatNebo, tracer: LangChainTracer, langsmith: FakeLangSmith, emu: NeboEmulator
+) -> None:
+    with get_usage_metadata_callback() as usage_cb:
+        first = model.invoke("hello", config={"callbacks": [tracer]})
+        second = model.invoke("hello again", config={"callbacks": [tracer]})
+        streamed = list(model.stream("and a stream", config={"callbacks": [tracer]}))
+    tracer.wait_for_futures()
+    ledger = emu.ledger
+    runs = langsmith.ended_runs()
+    _check(runs[:2], _Ledger(ledger[:2]))  # type: ignore[arg-type]
+    assert len(ledger) == 3
+    (routed,) = {entry.model for entry in ledger}
+    totals = usage_cb.usage_metadata[routed]
+    assert "total_cost" not in totals
+    assert totals["input_tokens"] == sum(entry.prompt_tokens for entry in ledger)
+    assert totals["output_tokens"] == sum(entry.completion_tokens for entry in ledger)
+    summed = add_usage(add_usage(first.usage_metadata, second.usage_metadata), streamed[-1].usage_metadata)
+    assert summed == totals
