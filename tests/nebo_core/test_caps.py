@@ -8,7 +8,7 @@ import multiprocessing
 import threading
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -455,3 +455,152 @@ def test_a_failed_store_is_left_alone_for_store_retry_s_then_asked_again(
     clock.now = 61.0
     spend(policy, "job", 10)
     assert store.attempts == 2
+
+
+@pytest.fixture
+def sentinel(redis_url: str, tmp_path: Any) -> Iterator[tuple[str, int]]:
+    """A real Redis Sentinel (redis-server --sentinel) watching the session's Redis as "nebo"."""
+    import shutil
+    import socket
+    import subprocess
+    import time
+    from urllib.parse import urlsplit
+
+    binary = shutil.which("redis-server")
+    assert binary is not None  # redis_url already required it
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    master = urlsplit(redis_url).port
+    conf = tmp_path / "sentinel.conf"
+    conf.write_text(f"port {port}\nbind 127.0.0.1\nsentinel monitor nebo 127.0.0.1 {master} 1\n")
+    proc = subprocess.Popen(
+        [binary, str(conf), "--sentinel"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with redis.Redis(port=port, socket_timeout=0.5) as probe:
+                    if probe.execute_command("SENTINEL", "get-master-addr-by-name", "nebo"):
+                        break
+            except redis.RedisError:
+                pass
+            assert time.monotonic() < deadline, "the sentinel did not start"
+            time.sleep(0.05)
+        yield "127.0.0.1", port
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@pytest.mark.redis
+def test_a_sentinel_managed_master_serves_the_store_sync_and_async(sentinel: tuple[str, int]) -> None:
+    import asyncio
+
+    import redis.asyncio.sentinel
+    import redis.sentinel
+
+    watch = redis.sentinel.Sentinel([sentinel])
+    awatch = redis.asyncio.sentinel.Sentinel([sentinel])
+    sync, aio = watch.master_for("nebo"), awatch.master_for("nebo")
+    store = RedisBudgetStore(sync, namespace=f"sentinel-{uuid.uuid4().hex[:6]}", async_client=aio)
+    policy = BudgetPolicy(caps=[Cap("tenant", 250)], estimate_micro=100, store=store)
+    spend(policy, T1, 100)
+
+    async def twice() -> None:
+        decision = await policy.adecide(CallPlan("chat", "gpt-5-nano", T1), BudgetTracker())
+        assert isinstance(decision, Go)
+        await policy.asettle(
+            decision, UsageRecord("chat", "gpt-5-nano", cost_micro=100, cost_source="server")
+        )
+        refused = await policy.adecide(CallPlan("chat", "gpt-5-nano", T1), BudgetTracker())
+        assert isinstance(refused, Refuse)
+        await store.aclose()
+        for client in awatch.sentinels:
+            await client.aclose()
+
+    asyncio.run(twice())
+    assert policy.spent_micro(T1) == 200
+    store.close()
+    for client in watch.sentinels:
+        client.close()
+
+
+@pytest.fixture
+def failing_store(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Any]:
+    """``(store, fail)``: a Redis store that works, and a function that makes it fail the way the
+    test's ``condition`` says: Redis unreachable (nothing listening), stopped, or paused."""
+    import shutil
+    import socket
+    import subprocess
+    import time
+
+    condition = request.node.callspec.params["condition"]
+    cleanup: list[Callable[[], None]] = []
+    if condition == "paused":
+        url = request.getfixturevalue("redis_url")
+    else:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        url = f"redis://127.0.0.1:{port}/0"
+        if condition == "stopped":
+            binary = shutil.which("redis-server")
+            assert binary is not None
+            args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+            proc = subprocess.Popen([*args, "--dir", str(tmp_path)], stdout=subprocess.DEVNULL)
+            cleanup.append(lambda: (proc.terminate(), proc.wait(10)))
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                    break
+                except OSError:
+                    assert time.monotonic() < deadline
+                    time.sleep(0.02)
+    store = RedisBudgetStore.from_url(
+        url, namespace=f"fail-{uuid.uuid4().hex[:6]}", socket_timeout=0.3, socket_connect_timeout=0.3
+    )
+
+    def fail() -> None:
+        if condition == "paused":
+            with redis.Redis.from_url(url) as admin:
+                admin.execute_command("CLIENT", "PAUSE", 1000, "ALL")
+        elif condition == "stopped":
+            cleanup.pop()()
+
+    yield store, fail  # type: ignore[misc]
+    store.close()
+    for undo in cleanup:
+        undo()
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("condition", ["unreachable", "stopped", "paused"])
+@pytest.mark.parametrize("mode", ["closed", "open", "local"])
+def test_each_failure_mode_behaves_as_documented(mode: str, condition: str, failing_store: Any) -> None:
+    store, fail = failing_store
+    with NeboEmulator() as emu:
+        # A cap one estimate wide: a second call while the first's cost is settled does not fit.
+        policy = BudgetPolicy(max_spend_micro=100, estimate_micro=100, store=store, on_store_error=mode)  # type: ignore[arg-type]
+        with NeboClient(
+            api_key=emu.token, base_url=emu.base_url, policy=policy, tracker=BudgetTracker()
+        ) as c:
+            if condition != "unreachable":
+                c.chat(BODY, scope="job")  # the store works, then it fails
+            before = emu.requests
+            fail()
+            if mode == "closed":
+                with pytest.raises(NeboBudgetStoreUnavailable):
+                    c.chat(BODY, scope="job")
+                assert emu.requests == before  # nothing was sent
+            elif mode == "open":
+                cost = c.chat(BODY, scope="job").usage.cost_micro
+                assert policy.pending_micro == cost  # kept, to charge once the store is back
+            else:
+                c.chat(BODY, scope="job")  # checked against this process's own cap
+                with pytest.raises(NeboBudgetExhausted) as info:
+                    c.chat(BODY, scope="job")
+                assert info.value.window == "cap"
+                assert emu.requests == before + 1
