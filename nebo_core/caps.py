@@ -21,7 +21,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone, tzinfo
 from typing import Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from nebo_core.errors import NeboConfigurationError
 
@@ -107,6 +106,8 @@ def zone(name: str) -> tzinfo:
     """The time zone ``name`` (``"UTC"``, ``"Europe/Paris"``), or a clear configuration error."""
     if name == "UTC":
         return timezone.utc
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError  # only for a non-UTC cap: a costly import
+
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError) as exc:
