@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
 SRC := nebo_core langchain_nebo llama_index_nebo nebo_emulator nebo_demo nebo_cli llama_index
 
-.PHONY: demo test test-core test-sdk2 lint record bench clean
+.PHONY: demo test test-core test-sdk2 soak lint record bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,12 @@ $(SDK2)/.installed: pyproject.toml
 
 test-sdk2: $(SDK2)/.installed
 	$(SDK2)/bin/python -m pytest -q -p no:cacheprovider tests/nebo_core/test_openai_compat.py tests/nebo_core/test_paths.py
+
+# The chaos fleets of tests/nebo_core/test_chaos.py at soak size (NEBO_CHAOS_CALLS calls per fleet:
+# over 10,000 billed calls per store); `make test` runs them at 3,200.
+NEBO_CHAOS_CALLS ?= 17600
+soak: $(STAMP)
+	NEBO_CHAOS_CALLS=$(NEBO_CHAOS_CALLS) $(BIN)/python -m pytest -q -p no:cacheprovider -m soak --timeout 1800 -rA tests/nebo_core/test_chaos.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check $(SRC) tests bench

@@ -135,6 +135,8 @@ def run_steps(steps: Steps[T], store: BudgetStore) -> T:
             name, args = steps.send(getattr(store, name)(*args))
     except StopIteration as done:
         return cast(T, done.value)
+    finally:
+        steps.close()  # a store failure ends the step now: its finally blocks run here, not in the GC
 
 
 async def arun_steps(steps: Steps[T], store: BudgetStore) -> T:
@@ -145,6 +147,8 @@ async def arun_steps(steps: Steps[T], store: BudgetStore) -> T:
             name, args = steps.send(await getattr(store, "a" + name)(*args))
     except StopIteration as done:
         return cast(T, done.value)
+    finally:
+        steps.close()
 
 
 def _utcnow() -> datetime:
@@ -314,7 +318,7 @@ class BudgetPolicy:
         self.mean_cache_s = mean_cache_s
         """Model -> (observed mean cost, when to ask the store again)."""
         """Reservations held in that store (settled there)."""
-        self._pending: list[tuple[tuple[CapLine, ...], str, int, bool]] = []
+        self._pending: list[_Pending] = []
         """Charges the store could not take (lines, model, cost, estimated), settled when it is back."""
         self.mode: ExhaustedMode = on_exhausted
         self.max_wait = float(max_wait)
@@ -637,7 +641,7 @@ class BudgetPolicy:
             if isinstance(decision, Go) and decision.unchecked and record is not None:
                 cost = record.cost_micro if record.cost_micro is not None else 0
                 with self._lock:
-                    self._pending.append((decision.unchecked, decision.model, cost, record.uncertain))
+                    self._pending.append(_Pending(decision.unchecked, decision.model, cost, record.uncertain))
             return
         if record is None:
             yield ("release", (reservation,))
@@ -747,40 +751,47 @@ class BudgetPolicy:
         return self.store
 
     def _keep(self, decision: Decision, record: UsageRecord | None, exc: NeboStoreError) -> None:
-        """A settlement the store could not take: kept, and charged by :meth:`settle_pending`."""
-        if not isinstance(decision, Go) or record is None:
+        """A settlement the store could not take: kept, and applied by :meth:`settle_pending` (under
+        the call's own reservation when it had one, so an expiry's charge is corrected, not doubled)."""
+        if not isinstance(decision, Go):
             return
         reservation = decision.reservation
         if reservation is None:
-            if not decision.unchecked:
+            if not decision.unchecked or record is None:
                 return
-            lines = decision.unchecked
-            cost = record.cost_micro or 0
+            entry = _Pending(decision.unchecked, decision.model, record.cost_micro or 0, record.uncertain)
+        elif record is None:
+            entry = _Pending(reservation.lines, decision.model, None, False, reservation)  # a release
         else:
             cost = record.cost_micro if record.cost_micro is not None else reservation.amount_micro
-            lines = reservation.lines or (CapLine(reservation.scope, None),)
-        logger.warning(
-            "Nebo budget store failed settling a call (%s); its %d micro are kept to charge later", exc, cost
-        )
+            estimated = record.uncertain or record.cost_micro is None
+            entry = _Pending(reservation.lines, decision.model, cost, estimated, reservation)
+        logger.warning("Nebo budget store failed settling a call (%s); kept to settle later", exc)
         with self._lock:
-            self._pending.append((lines, decision.model, cost, record.uncertain or record.cost_micro is None))
+            self._pending.append(entry)
 
     @property
     def pending_micro(self) -> int:
         """Spend the store could not take yet (its outage), charged by :meth:`settle_pending`."""
         with self._lock:
-            return sum(cost for _, _, cost, _ in self._pending)
+            return sum(p.cost or 0 for p in self._pending)
 
     def _pending_steps(self) -> Steps[int]:
         with self._lock:
             pending, self._pending = self._pending, []
         done = 0
         try:
-            for i, (lines, model, cost, estimated) in enumerate(pending):
-                uncapped = [replace(line, cap_micro=None) for line in lines]
-                result: ReserveResult = yield ("reserve_lines", (uncapped, model, 0, 60.0))
-                assert result.reservation is not None
-                yield ("commit", (result.reservation, cost, False, estimated))
+            for i, entry in enumerate(pending):
+                if entry.reservation is not None and entry.cost is None:
+                    yield ("release", (entry.reservation,))
+                elif entry.reservation is not None:
+                    assert entry.cost is not None
+                    yield ("commit", (entry.reservation, entry.cost, False, entry.estimated))
+                else:  # an unchecked call: charged on every line, under a reservation of its own
+                    uncapped = [replace(line, cap_micro=None) for line in entry.lines]
+                    result: ReserveResult = yield ("reserve_lines", (uncapped, entry.model, 0, 60.0))
+                    assert result.reservation is not None
+                    yield ("commit", (result.reservation, entry.cost or 0, False, entry.estimated))
                 done = i + 1
         finally:
             with self._lock:
@@ -789,7 +800,10 @@ class BudgetPolicy:
 
     def settle_pending(self) -> int:
         """Charge what the store could not take during an outage; returns how many calls were charged
-        (0 while it is still down). Always asks the store (it ends a presumed outage when it works)."""
+        (0 while it is still down). With something pending it asks the store even during a presumed
+        outage, and a success ends it."""
+        if not self._pending:
+            return 0
         try:
             done = run_steps(self._pending_steps(), self.store)
         except NeboStoreError as exc:
@@ -800,6 +814,8 @@ class BudgetPolicy:
 
     async def asettle_pending(self) -> int:
         """The async twin of :meth:`settle_pending`."""
+        if not self._pending:
+            return 0
         try:
             done = await arun_steps(self._pending_steps(), self.store)
         except NeboStoreError as exc:
@@ -877,6 +893,19 @@ class BudgetPolicy:
                 run_steps(self.settle_steps(decision, record), store)
         except NeboStoreError as exc:
             self._keep(decision, record, self._store_broke(exc))
+
+
+@dataclass(frozen=True)
+class _Pending:
+    """A settlement the store could not take (its outage): applied by ``settle_pending``."""
+
+    lines: tuple[CapLine, ...]
+    model: str
+    cost: int | None
+    """``None``: a release."""
+    estimated: bool
+    reservation: Reservation | None = None
+    """The call's own reservation (``None`` for a call let through unchecked)."""
 
 
 def _reset_of(error: NeboBudgetExhausted, snapshot: BudgetSnapshot | None) -> datetime | None:

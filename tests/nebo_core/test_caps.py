@@ -604,3 +604,33 @@ def test_each_failure_mode_behaves_as_documented(mode: str, condition: str, fail
                     c.chat(BODY, scope="job")
                 assert info.value.window == "cap"
                 assert emu.requests == before + 1
+
+
+class DownStore(InMemoryBudgetStore):
+    """Reservations work; settlements fail while ``down``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = False
+
+    def commit(self, *args: Any, **kwargs: Any) -> int:
+        if self.down:
+            raise NeboStoreError("the Redis budget store failed: TimeoutError: paused")
+        return super().commit(*args, **kwargs)
+
+
+def test_a_settlement_kept_through_an_outage_is_applied_once_under_its_own_reservation() -> None:
+    store = DownStore()
+    policy = BudgetPolicy(max_spend_micro=10**6, estimate_micro=100, store=store, store_retry_s=0)
+    decision = policy.before_call(CallPlan("chat", "gpt-5-nano", "job"), BudgetTracker())
+    assert isinstance(decision, Go)
+    store.down = True
+    policy.settle(decision, UsageRecord("chat", "gpt-5-nano", cost_micro=9, cost_source="server"))
+    assert policy.pending_micro == 9
+    assert policy.settle_pending() == 0  # still down: the charge stays pending, visible
+    assert policy.pending_micro == 9
+    store.down = False
+    assert policy.settle_pending() == 1
+    assert (policy.pending_micro, policy.spent_micro("job"), store.reserved("job")) == (0, 9, 0)
+    assert policy.settle_pending() == 0  # nothing left: applied once
+    assert policy.spent_micro("job") == 9
