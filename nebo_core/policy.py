@@ -23,10 +23,10 @@ import random
 import threading
 import time
 import weakref
-from collections.abc import Callable, Generator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
-from typing import Any, Literal, TypeVar, cast
+from typing import Any, Literal, cast
 
 from nebo_core import estimate
 from nebo_core.budget import BudgetSnapshot, CallKind, UsageRecord, WindowState
@@ -39,116 +39,36 @@ from nebo_core.caps import (
     normalize_scope,
     scope_label,
 )
-from nebo_core.errors import (
-    NeboBudgetExhausted,
-    NeboBudgetStoreUnavailable,
-    NeboConfigurationError,
-    NeboStoreError,
+from nebo_core.decisions import (
+    CallPlan,
+    Decision,
+    Go,
+    Refuse,
+    Steps,
+    StoreOp,
+    Wait,
+    arun_steps,
+    run_steps,
 )
+from nebo_core.errors import NeboBudgetExhausted, NeboConfigurationError, NeboStoreError
 from nebo_core.models import MODELS, get_model
-from nebo_core.stores import BudgetStore, InMemoryBudgetStore, Reservation, ReserveResult
+from nebo_core.store_guard import STORE_CODE, StoreErrorMode, StoreGuard
+from nebo_core.stores import BudgetStore, InMemoryBudgetStore, ReserveResult
 from nebo_core.tracker import BudgetTracker
 
 logger = logging.getLogger("nebo_core.budget")
-T = TypeVar("T")
 
 Action = Literal["go", "wait", "refuse"]
 ExhaustedMode = Literal["raise", "wait", "fallback"]
-StoreErrorMode = Literal["closed", "open", "local"]
 WarnCallback = Callable[[WindowState, float, BudgetSnapshot], None]
 MEAN_CACHE_S = 2.0
 """How long a model's observed mean cost is reused before the store is asked again by default (it
 moves slowly; asking every call would cost a round trip)."""
 CAP_CODE = "BUDGET_CAP_REACHED"
-STORE_CODE = "BUDGET_STORE_UNAVAILABLE"
 RESERVATION_MARGIN_S = 60.0
 """Added to a call's timeout for its reservation's time-to-live (retry sleeps, settling)."""
 DEFAULT_RESERVATION_TTL_S = 360.0
 """A reservation's time-to-live when the call states no timeout (the default timeout + margin)."""
-
-
-@dataclass(frozen=True)
-class CallPlan:
-    """A call about to be made: what kind, which model, on whose budget."""
-
-    kind: CallKind
-    model: str
-    scope: Scope = None
-    """A plain string, or a mapping of level to id for nested caps (``{"tenant": "t1", "user": "u42"}``)."""
-    step: int = 0
-    """How many budget decisions this call has already had (waits, fallbacks)."""
-    account: str | None = None
-    """The client's ``NeboSettings.account``: whose Nebo budget applies (``None``: the freshest seen)."""
-    timeout: float | None = None
-    """The call's request timeout: its reservation lives that long plus a margin."""
-    body: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
-    """The request body, for estimates read from the request (prompt size, ``max_completion_tokens``)."""
-
-
-@dataclass(frozen=True)
-class Go:
-    """Send the call to ``model``; ``reservation`` (from the store) is settled after it.
-    ``unchecked`` lists the lines to charge later when the store failed and the policy let the
-    call through unchecked (``on_store_error="open"``)."""
-
-    model: str
-    reservation: Reservation | None = None
-    unchecked: tuple[CapLine, ...] = ()
-
-
-@dataclass(frozen=True)
-class Wait:
-    """Sleep ``seconds`` (a window resets then), then tell the policy (:meth:`BudgetPolicy.slept`)
-    and ask again."""
-
-    seconds: float
-    model: str
-    until: datetime | None = None
-    """The reset waited for, in the server's time."""
-
-
-@dataclass(frozen=True)
-class Refuse:
-    """Do not send: raise ``error``."""
-
-    error: NeboBudgetExhausted
-    model: str
-
-
-Decision = Go | Wait | Refuse
-"""What a client does next: a closed union, so an impossible state (a refusal without an
-error, a wait without a duration) cannot be built."""
-
-StoreOp = tuple[str, tuple[Any, ...]]
-"""One store call a policy step needs: a :class:`BudgetStore` method name and its arguments."""
-Steps = Generator[StoreOp, Any, T]
-"""A policy step written once: it yields store calls and receives their results. The sync
-driver calls the store's methods; the async driver awaits their ``a``-prefixed twins, so an
-event loop never blocks on store I/O."""
-
-
-def run_steps(steps: Steps[T], store: BudgetStore) -> T:
-    """Run a policy step against the store, blocking."""
-    try:
-        name, args = next(steps)
-        while True:
-            name, args = steps.send(getattr(store, name)(*args))
-    except StopIteration as done:
-        return cast(T, done.value)
-    finally:
-        steps.close()  # a store failure ends the step now: its finally blocks run here, not in the GC
-
-
-async def arun_steps(steps: Steps[T], store: BudgetStore) -> T:
-    """Run a policy step against the store, awaiting each store call."""
-    try:
-        name, args = next(steps)
-        while True:
-            name, args = steps.send(await getattr(store, "a" + name)(*args))
-    except StopIteration as done:
-        return cast(T, done.value)
-    finally:
-        steps.close()
 
 
 def _utcnow() -> datetime:
@@ -307,19 +227,13 @@ class BudgetPolicy:
         normalize_scope(scope)  # fails now, not at the first call
         self.caps: tuple[Cap, ...] = _caps(caps, max_spend_micro)
         self.on_store_error: StoreErrorMode = on_store_error
-        self.wait_jitter = float(wait_jitter)
-        self._local: InMemoryBudgetStore | None = None
-        """The in-process store ``on_store_error="local"`` falls back to."""
-        self._local_ids: set[str] = set()
-        self._means: dict[str, tuple[float, float]] = {}
         self.store_retry_s = float(store_retry_s)
-        self._store_error: NeboStoreError | None = None
-        self._store_down_until = 0.0
+        self.guard = StoreGuard(on_store_error, store_retry_s)
+        """What calls do while the store fails (:mod:`nebo_core.store_guard`)."""
+        self.wait_jitter = float(wait_jitter)
         self.mean_cache_s = mean_cache_s
+        self._means: dict[str, tuple[float, float]] = {}
         """Model -> (observed mean cost, when to ask the store again)."""
-        """Reservations held in that store (settled there)."""
-        self._pending: list[_Pending] = []
-        """Charges the store could not take (lines, model, cost, estimated), settled when it is back."""
         self.mode: ExhaustedMode = on_exhausted
         self.max_wait = float(max_wait)
         self.fallback: tuple[str, ...] | Literal["auto"] = "auto" if fallback == "auto" else tuple(fallback)
@@ -639,9 +553,7 @@ class BudgetPolicy:
             yield ("publish", (snapshot,))
         if reservation is None:
             if isinstance(decision, Go) and decision.unchecked and record is not None:
-                cost = record.cost_micro if record.cost_micro is not None else 0
-                with self._lock:
-                    self._pending.append(_Pending(decision.unchecked, decision.model, cost, record.uncertain))
+                self.guard.unchecked(decision, record)
             return
         if record is None:
             yield ("release", (reservation,))
@@ -665,169 +577,71 @@ class BudgetPolicy:
         self, plan: CallPlan, tracker: BudgetTracker, error: NeboBudgetExhausted | None = None
     ) -> Decision:
         """:meth:`decide_steps`, blocking on the store (on a store failure: ``on_store_error``)."""
-        failure = self._store_down()
+        failure = self.guard.down()
         if failure is None:
-            if self._pending:
-                self.settle_pending()
+            self.settle_pending()
             try:
                 return run_steps(self.decide_steps(plan, tracker, error), self.store)
             except NeboStoreError as exc:
-                failure = self._store_broke(exc)
-        fallback = self._store_failed(plan, failure)
+                failure = self.guard.broke(exc)
+        fallback = self._failed(plan, failure)
         if fallback is not None:
             return fallback
-        return self._on_local(run_steps(self.decide_steps(plan, tracker, error), self._local_store()))
+        return self.guard.local(run_steps(self.decide_steps(plan, tracker, error), self.guard.local_store()))
 
     async def adecide(
         self, plan: CallPlan, tracker: BudgetTracker, error: NeboBudgetExhausted | None = None
     ) -> Decision:
         """:meth:`decide_steps`, awaiting the store (on a store failure: ``on_store_error``)."""
-        failure = self._store_down()
+        failure = self.guard.down()
         if failure is None:
-            if self._pending:
-                await self.asettle_pending()
+            await self.asettle_pending()
             try:
                 return await arun_steps(self.decide_steps(plan, tracker, error), self.store)
             except NeboStoreError as exc:
-                failure = self._store_broke(exc)
-        fallback = self._store_failed(plan, failure)
+                failure = self.guard.broke(exc)
+        fallback = self._failed(plan, failure)
         if fallback is not None:
             return fallback
-        return self._on_local(run_steps(self.decide_steps(plan, tracker, error), self._local_store()))
+        return self.guard.local(run_steps(self.decide_steps(plan, tracker, error), self.guard.local_store()))
 
-    # -- when the store fails ----------------------------------------------------------------
+    # -- when the store fails: nebo_core.store_guard ------------------------------------------
 
-    def _store_down(self) -> NeboStoreError | None:
-        """The store's last failure while it is presumed down (``store_retry_s`` after it failed):
-        calls meanwhile skip it instead of each waiting out its timeout."""
-        with self._lock:
-            if self._store_error is not None and time.monotonic() < self._store_down_until:
-                return self._store_error
-            return None
-
-    def _store_broke(self, exc: NeboStoreError) -> NeboStoreError:
-        with self._lock:
-            self._store_error = exc
-            self._store_down_until = time.monotonic() + self.store_retry_s
-        return exc
-
-    def _local_store(self) -> InMemoryBudgetStore:
-        with self._lock:
-            if self._local is None:
-                self._local = InMemoryBudgetStore()
-            return self._local
-
-    def _store_failed(self, plan: CallPlan, exc: NeboStoreError) -> Decision | None:
-        """The decision when the store failed (``None``: decide again on the local store)."""
-        if self.on_store_error == "local":
-            logger.warning("Nebo budget store failed (%s); enforcing caps in this process only", exc)
-            return None
-        if self.on_store_error == "open":
-            logger.warning("Nebo budget store failed (%s); letting the call through unchecked", exc)
-            return Go(plan.model, None, tuple(self.lines(plan.scope)))
-        error = NeboBudgetStoreUnavailable(
-            f"the budget could not be checked, so the call was not sent: {exc.message} "
-            "(on_store_error='closed'; choose 'open' or 'local' to keep calling while the store is down)",
-            window="store",
-            scope=scope_label(normalize_scope(plan.scope, self.scope)),
-            code=STORE_CODE,
-        )
-        error.store_error = exc
-        return Refuse(error, plan.model)
-
-    def _on_local(self, decision: Decision) -> Decision:
-        if isinstance(decision, Go) and decision.reservation is not None:
-            with self._lock:
-                self._local_ids.add(decision.reservation.id)
-        return decision
-
-    def _settle_store(self, decision: Decision) -> BudgetStore:
-        if isinstance(decision, Go) and decision.reservation is not None and self._local_ids:
-            with self._lock:
-                local = decision.reservation.id in self._local_ids
-                self._local_ids.discard(decision.reservation.id)
-            if local:
-                return self._local_store()
-        return self.store
-
-    def _keep(self, decision: Decision, record: UsageRecord | None, exc: NeboStoreError) -> None:
-        """A settlement the store could not take: kept, and applied by :meth:`settle_pending` (under
-        the call's own reservation when it had one, so an expiry's charge is corrected, not doubled)."""
-        if not isinstance(decision, Go):
-            return
-        reservation = decision.reservation
-        if reservation is None:
-            if not decision.unchecked or record is None:
-                return
-            entry = _Pending(decision.unchecked, decision.model, record.cost_micro or 0, record.uncertain)
-        elif record is None:
-            entry = _Pending(reservation.lines, decision.model, None, False, reservation)  # a release
-        else:
-            cost = record.cost_micro if record.cost_micro is not None else reservation.amount_micro
-            estimated = record.uncertain or record.cost_micro is None
-            entry = _Pending(reservation.lines, decision.model, cost, estimated, reservation)
-        logger.warning("Nebo budget store failed settling a call (%s); kept to settle later", exc)
-        with self._lock:
-            self._pending.append(entry)
+    def _failed(self, plan: CallPlan, exc: NeboStoreError) -> Decision | None:
+        """The decision by ``on_store_error`` (``None``: decide again on the local store)."""
+        scope = scope_label(normalize_scope(plan.scope, self.scope))
+        return self.guard.decision(plan, self.lines(plan.scope), scope, exc)
 
     @property
     def pending_micro(self) -> int:
         """Spend the store could not take yet (its outage), charged by :meth:`settle_pending`."""
-        with self._lock:
-            return sum(p.cost or 0 for p in self._pending)
-
-    def _pending_steps(self) -> Steps[int]:
-        with self._lock:
-            pending, self._pending = self._pending, []
-        done = 0
-        try:
-            for i, entry in enumerate(pending):
-                if entry.reservation is not None and entry.cost is None:
-                    yield ("release", (entry.reservation,))
-                elif entry.reservation is not None:
-                    assert entry.cost is not None
-                    yield ("commit", (entry.reservation, entry.cost, False, entry.estimated))
-                else:  # an unchecked call: charged on every line, under a reservation of its own
-                    uncapped = [replace(line, cap_micro=None) for line in entry.lines]
-                    result: ReserveResult = yield ("reserve_lines", (uncapped, entry.model, 0, 60.0))
-                    assert result.reservation is not None
-                    yield ("commit", (result.reservation, entry.cost or 0, False, entry.estimated))
-                done = i + 1
-        finally:
-            with self._lock:
-                self._pending[:0] = pending[done:]
-        return done
+        return self.guard.pending_micro
 
     def settle_pending(self) -> int:
         """Charge what the store could not take during an outage; returns how many calls were charged
         (0 while it is still down). With something pending it asks the store even during a presumed
         outage, and a success ends it."""
-        if not self._pending:
+        if not self.guard.pending:
             return 0
         try:
-            done = run_steps(self._pending_steps(), self.store)
+            done = run_steps(self.guard.replay_steps(), self.store)
         except NeboStoreError as exc:
-            self._store_broke(exc)
+            self.guard.broke(exc)
             return 0
-        self._store_back()
+        self.guard.back()
         return done
 
     async def asettle_pending(self) -> int:
         """The async twin of :meth:`settle_pending`."""
-        if not self._pending:
+        if not self.guard.pending:
             return 0
         try:
-            done = await arun_steps(self._pending_steps(), self.store)
+            done = await arun_steps(self.guard.replay_steps(), self.store)
         except NeboStoreError as exc:
-            self._store_broke(exc)
+            self.guard.broke(exc)
             return 0
-        self._store_back()
+        self.guard.back()
         return done
-
-    def _store_back(self) -> None:
-        with self._lock:
-            self._store_error = None
-            self._store_down_until = 0.0
 
     def before_call(self, plan: CallPlan, tracker: BudgetTracker) -> Decision:
         """Whether the call may go, before any request is sent (reserves against the cap)."""
@@ -839,52 +653,48 @@ class BudgetPolicy:
 
     def check(self, plan: CallPlan, tracker: BudgetTracker) -> Decision:
         """:meth:`check_steps`, blocking on the store (on a store failure: ``on_store_error``)."""
-        failure = self._store_down()
+        failure = self.guard.down()
         if failure is None:
             try:
                 return run_steps(self.check_steps(plan, tracker), self.store)
             except NeboStoreError as exc:
-                failure = self._store_broke(exc)
-        fallback = self._store_failed(plan, failure)
-        return (
-            fallback
-            if fallback is not None
-            else run_steps(self.check_steps(plan, tracker), self._local_store())
-        )
+                failure = self.guard.broke(exc)
+        fallback = self._failed(plan, failure)
+        if fallback is not None:
+            return fallback
+        return run_steps(self.check_steps(plan, tracker), self.guard.local_store())
 
     async def acheck(self, plan: CallPlan, tracker: BudgetTracker) -> Decision:
         """:meth:`check_steps`, awaiting the store (on a store failure: ``on_store_error``)."""
-        failure = self._store_down()
+        failure = self.guard.down()
         if failure is None:
             try:
                 return await arun_steps(self.check_steps(plan, tracker), self.store)
             except NeboStoreError as exc:
-                failure = self._store_broke(exc)
-        fallback = self._store_failed(plan, failure)
-        return (
-            fallback
-            if fallback is not None
-            else run_steps(self.check_steps(plan, tracker), self._local_store())
-        )
+                failure = self.guard.broke(exc)
+        fallback = self._failed(plan, failure)
+        if fallback is not None:
+            return fallback
+        return run_steps(self.check_steps(plan, tracker), self.guard.local_store())
 
     def settle(self, decision: Decision, record: UsageRecord | None) -> None:
         """:meth:`settle_steps`, blocking on the store (a failed store keeps the charge for later)."""
-        store = self._settle_store(decision)
-        down = self._store_down() if store is self.store else None
+        store = self.guard.store_for(decision, self.store)
+        down = self.guard.down() if store is self.store else None
         if down is not None:
-            self._keep(decision, record, down)
+            self.guard.keep(decision, record, down)
             return
         try:
             run_steps(self.settle_steps(decision, record), store)
         except NeboStoreError as exc:
-            self._keep(decision, record, self._store_broke(exc))
+            self.guard.keep(decision, record, self.guard.broke(exc))
 
     async def asettle(self, decision: Decision, record: UsageRecord | None) -> None:
         """:meth:`settle_steps`, awaiting the store (a failed store keeps the charge for later)."""
-        store = self._settle_store(decision)
-        down = self._store_down() if store is self.store else None
+        store = self.guard.store_for(decision, self.store)
+        down = self.guard.down() if store is self.store else None
         if down is not None:
-            self._keep(decision, record, down)
+            self.guard.keep(decision, record, down)
             return
         try:
             if store is self.store:
@@ -892,20 +702,7 @@ class BudgetPolicy:
             else:
                 run_steps(self.settle_steps(decision, record), store)
         except NeboStoreError as exc:
-            self._keep(decision, record, self._store_broke(exc))
-
-
-@dataclass(frozen=True)
-class _Pending:
-    """A settlement the store could not take (its outage): applied by ``settle_pending``."""
-
-    lines: tuple[CapLine, ...]
-    model: str
-    cost: int | None
-    """``None``: a release."""
-    estimated: bool
-    reservation: Reservation | None = None
-    """The call's own reservation (``None`` for a call let through unchecked)."""
+            self.guard.keep(decision, record, self.guard.broke(exc))
 
 
 def _reset_of(error: NeboBudgetExhausted, snapshot: BudgetSnapshot | None) -> datetime | None:
@@ -943,3 +740,27 @@ def default_policy() -> BudgetPolicy:
     if _default_policy is None:
         _default_policy = BudgetPolicy()
     return _default_policy
+
+
+__all__ = [
+    "CAP_CODE",
+    "DEFAULT_RESERVATION_TTL_S",
+    "EXHAUSTED_TRUST_S",
+    "MEAN_CACHE_S",
+    "RESERVATION_MARGIN_S",
+    "STORE_CODE",
+    "BudgetPolicy",
+    "CallPlan",
+    "Decision",
+    "Go",
+    "Refuse",
+    "Steps",
+    "StoreErrorMode",
+    "StoreOp",
+    "Wait",
+    "arun_steps",
+    "default_estimate_micro",
+    "default_policy",
+    "exhausted_error",
+    "run_steps",
+]

@@ -446,7 +446,7 @@ def test_a_failed_store_is_left_alone_for_store_retry_s_then_asked_again(
 
     store = FlakyStore()
     clock = SimpleNamespace(now=0.0)
-    monkeypatch.setattr("nebo_core.policy.time", SimpleNamespace(monotonic=lambda: clock.now))
+    monkeypatch.setattr("nebo_core.store_guard.time", SimpleNamespace(monotonic=lambda: clock.now))
     policy = BudgetPolicy(max_spend_micro=10**6, estimate_micro=10, store=store, store_retry_s=60)
     for _ in range(3):
         assert isinstance(refusal(policy, "job"), NeboBudgetStoreUnavailable)
