@@ -196,3 +196,37 @@ def run_example(
         return namespace, out.getvalue()
 
     return run
+
+
+# --- fresh budget state and an emulator, shared by the adapter and telemetry suites ------------
+
+
+@pytest.fixture
+def emu() -> Iterator[Any]:
+    """A fresh emulator per test: its ledger holds exactly this test's charges."""
+    from nebo_emulator import NeboEmulator
+
+    with NeboEmulator(latency=0.0) as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def tracker() -> Any:
+    """A fresh tracker per test, so totals never leak between tests."""
+    from nebo_core import BudgetTracker
+
+    return BudgetTracker()
+
+
+@pytest.fixture
+def policy() -> Any:
+    """A fresh policy per test (the process-wide default remembers exhausted snapshots)."""
+    from nebo_core import BudgetPolicy
+
+    return BudgetPolicy()
+
+
+@pytest.fixture
+def conn(emu: Any, tracker: Any, policy: Any) -> dict[str, Any]:
+    """Keyword arguments pointing any Nebo entry point at the emulator, with fresh budget state."""
+    return {"api_key": emu.token, "base_url": emu.base_url, "tracker": tracker, "policy": policy}

@@ -35,17 +35,6 @@ def emu() -> Iterator[Any]:
 
 
 @pytest.fixture
-def tracker() -> BudgetTracker:
-    """A fresh tracker per test, so totals never leak between tests."""
-    return BudgetTracker()
-
-
-@pytest.fixture
-def policy() -> BudgetPolicy:
-    return BudgetPolicy()
-
-
-@pytest.fixture
 def connect(emu: Any, tracker: BudgetTracker, policy: BudgetPolicy) -> dict[str, Any]:
     """Constructor arguments pointing a model at the module's emulator, with fresh budget state."""
     return {"api_key": emu.token, "base_url": emu.base_url, "tracker": tracker, "policy": policy}

@@ -15,7 +15,6 @@ import pytest
 from pytest_socket import socket_allow_hosts
 
 from nebo_core import BudgetPolicy, BudgetTracker
-from nebo_emulator import NeboEmulator
 
 CORPUS = Path(__file__).resolve().parents[1] / "data" / "corpus"
 
@@ -41,28 +40,6 @@ def _loopback_only() -> None:
 def _no_env_key(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("NEBO_API_KEY", "NEBO_BASE_URL", "NEBO_PROVIDER_API_KEY"):
         monkeypatch.delenv(name, raising=False)
-
-
-@pytest.fixture
-def emu() -> Iterator[NeboEmulator]:
-    with NeboEmulator(latency=0.0) as emulator:
-        yield emulator
-
-
-@pytest.fixture
-def tracker() -> BudgetTracker:
-    return BudgetTracker()
-
-
-@pytest.fixture
-def policy() -> BudgetPolicy:
-    return BudgetPolicy()
-
-
-@pytest.fixture
-def conn(emu: NeboEmulator, tracker: BudgetTracker, policy: BudgetPolicy) -> dict[str, object]:
-    """Keyword arguments that point a Nebo model at the emulator with a private tracker."""
-    return {"api_key": emu.token, "base_url": emu.base_url, "tracker": tracker, "policy": policy}
 
 
 @pytest.fixture

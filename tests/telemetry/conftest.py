@@ -13,8 +13,7 @@ from typing import Any
 
 import pytest
 
-from nebo_core import BudgetPolicy, BudgetTracker, telemetry
-from nebo_emulator import NeboEmulator
+from nebo_core import telemetry
 
 
 def _have_sdk() -> bool:
@@ -88,26 +87,3 @@ def otel() -> Iterator[Otel]:
         telemetry.instrument()  # back to the default: the global providers, once set
         tracer_provider.shutdown()
         meter_provider.shutdown()
-
-
-@pytest.fixture
-def emu() -> Iterator[NeboEmulator]:
-    """A fresh emulator per test: its ledger holds exactly this test's charges."""
-    with NeboEmulator(latency=0.0) as emulator:
-        yield emulator
-
-
-@pytest.fixture
-def tracker() -> BudgetTracker:
-    return BudgetTracker()
-
-
-@pytest.fixture
-def policy() -> BudgetPolicy:
-    return BudgetPolicy()
-
-
-@pytest.fixture
-def conn(emu: NeboEmulator, tracker: BudgetTracker, policy: BudgetPolicy) -> dict[str, Any]:
-    """Keyword arguments pointing any Nebo entry point at the emulator, with fresh budget state."""
-    return {"api_key": emu.token, "base_url": emu.base_url, "tracker": tracker, "policy": policy}
