@@ -18,7 +18,7 @@ from langchain_nebo import _params, _tokens
 from langchain_nebo._connection import NeboConnection
 from langchain_nebo._errors import translate
 from nebo_core import MAX_EMBEDDING_BATCH, NeboConfigurationError, NeboError
-from nebo_core.errors import NeboContextLengthError, NeboUpstreamError
+from nebo_core.errors import NeboContextLengthError
 from nebo_core.models import DEFAULT_EMBEDDING_MODEL, check_embedding_model, get_model
 
 _OPTIONS = frozenset({"dimensions", "encoding_format", "model"})
@@ -186,8 +186,7 @@ class NeboEmbeddings(NeboConnection, Embeddings):
         with _boundary():
             call = self._call(texts, chunk_size, kwargs)
             for group in self._groups(texts, call):
-                with _decoding():
-                    vectors += self._sync_client().embed(group, **call).vectors
+                vectors += self._sync_client().embed(group, **call).vectors
         return vectors
 
     def embed_query(self, text: str, **kwargs: Any) -> list[float]:
@@ -204,8 +203,7 @@ class NeboEmbeddings(NeboConnection, Embeddings):
         with _boundary():
             call = self._call(texts, chunk_size, kwargs)
             for group in self._groups(texts, call):
-                with _decoding():
-                    vectors += (await self._async_client().embed(group, **call)).vectors
+                vectors += (await self._async_client().embed(group, **call)).vectors
         return vectors
 
     async def aembed_query(self, text: str, **kwargs: Any) -> list[float]:
@@ -222,21 +220,6 @@ class _boundary:
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
         if isinstance(exc, NeboError):
             raise translate(exc) from exc
-
-
-class _decoding:
-    """Around the core's ``embed``: its ``vectors()`` sorts entries by ``index``, and a garbled one
-    (``"a"`` beside ``1``) raises a plain TypeError there (docs/langchain.md, "Waiting on
-    nebo_core"); that is the server's fault, so it becomes the typed NeboUpstreamError."""
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
-        if isinstance(exc, (ValueError, TypeError)) and not isinstance(exc, NeboError):
-            raise NeboUpstreamError(
-                f"Nebo returned embeddings that cannot be decoded ({type(exc).__name__}: {exc})", status=200
-            ) from exc
 
 
 def _tqdm() -> Callable[..., Any]:

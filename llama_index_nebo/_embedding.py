@@ -9,8 +9,7 @@ budget policy and one retry layer, and its usage is published as a ``NeboUsageEv
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from typing import Any
 
 import httpx
@@ -25,9 +24,7 @@ from nebo_core import (
     EmbeddingResult,
     NeboClient,
     NeboConfigurationError,
-    NeboError,
     NeboProvider,
-    NeboUpstreamError,
     get_model,
 )
 from nebo_core.models import DEFAULT_EMBEDDING_MODEL, check_embedding_model, embedding_models
@@ -53,21 +50,6 @@ def _check_model(model_name: str, dimensions: int | None) -> None:
             model_name,
             names,
         )
-
-
-@contextmanager
-def _readable_vectors() -> Iterator[None]:
-    """This adapter's error boundary: a vector ``nebo_core`` cannot decode (bad base64, a
-    ``null`` in a float list) escapes it as a bare ``ValueError``/``TypeError`` today; here it
-    becomes the ``NeboUpstreamError`` every other unreadable 200 answer is."""
-    try:
-        yield
-    except NeboError:
-        raise
-    except (ValueError, TypeError) as exc:
-        raise NeboUpstreamError(
-            f"Nebo returned an embedding this adapter cannot read: {type(exc).__name__}: {exc}", status=200
-        ) from exc
 
 
 class NeboEmbedding(BaseEmbedding):
@@ -187,13 +169,11 @@ class NeboEmbedding(BaseEmbedding):
         return result.vectors
 
     def _get_text_embeddings(self, texts: list[str]) -> list[Embedding]:
-        with _readable_vectors():
-            result = self._clients.sync.embed(texts, **self._embed_kwargs(len(texts)))
+        result = self._clients.sync.embed(texts, **self._embed_kwargs(len(texts)))
         return self._vectors(result)
 
     async def _aget_text_embeddings(self, texts: list[str]) -> list[Embedding]:
-        with _readable_vectors():
-            result = await self._clients.aio().embed(texts, **self._embed_kwargs(len(texts)))
+        result = await self._clients.aio().embed(texts, **self._embed_kwargs(len(texts)))
         return self._vectors(result)
 
     def _get_text_embedding(self, text: str) -> Embedding:
