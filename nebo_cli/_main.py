@@ -107,6 +107,25 @@ def _port(text: str) -> int:
     return port
 
 
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def _duration(text: str) -> float:
+    """An argparse type: a positive duration in seconds, as ``90``, ``60s``, ``10m``, ``5h`` or ``7d``."""
+    value = text.strip().lower()
+    unit = _UNITS.get(value[-1:]) if value else None
+    number = value[:-1] if unit is not None else value
+    try:
+        seconds = float(number) * (unit or 1.0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a duration (a number of seconds, or with s, m, h or d: 60s, 10m, 5h, 7d)"
+        ) from None
+    if not seconds > 0 or seconds != seconds or seconds == float("inf"):
+        raise argparse.ArgumentTypeError(f"duration {text!r} must be positive and finite")
+    return seconds
+
+
 def _config_hint(err: NeboConfigurationError) -> str:
     text = err.message.lower()
     if "base url" in text or "plain http" in text:
@@ -191,7 +210,8 @@ def _cmd_chat(args: argparse.Namespace, out: TextIO) -> int:
 def _cmd_emulator(args: argparse.Namespace, out: TextIO) -> int:
     from nebo_emulator import serve
 
-    serve(host=args.host, port=args.port)
+    windows = {"session_window_s": args.session_window, "weekly_window_s": args.weekly_window}
+    serve(host=args.host, port=args.port, **{k: v for k, v in windows.items() if v is not None})
     return EXIT_OK
 
 
@@ -272,6 +292,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("emulator", "serve a local Nebo emulator until Ctrl-C (for your own tests)", _cmd_emulator)
     p.add_argument("--host", default="127.0.0.1", help="interface to bind (default: 127.0.0.1)")
     p.add_argument("--port", type=_port, default=8080, help="port (default: 8080; 0 picks a free one)")
+    p.add_argument(
+        "--session-window", type=_duration, default=None, help="session window length, e.g. 60s (default: 5h)"
+    )
+    p.add_argument(
+        "--weekly-window", type=_duration, default=None, help="weekly window length, e.g. 10m (default: 7d)"
+    )
     command(
         "demo",
         "RAG, an agent, the budget and a budget guard, on the live API if NEBO_API_KEY is set, "

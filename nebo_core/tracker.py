@@ -19,12 +19,15 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from nebo_core.budget import BudgetSnapshot, UsageRecord, WindowState
+from nebo_core.budget import BudgetSnapshot, UsageRecord, WindowState, _utcnow
+from nebo_core.forecast import BudgetForecast, Series, forecast, reading_of
 
 logger = logging.getLogger("nebo_core.budget")
 
 ThresholdCallback = Callable[[WindowState, float, BudgetSnapshot], None]
 RecordCallback = Callable[[UsageRecord], None]
+RECENT_COSTS = 32
+"""Calls per kind behind a forecast's "calls left" (the recent mean cost)."""
 
 
 @dataclass(kw_only=True)
@@ -185,6 +188,8 @@ class BudgetTracker:
         self._thresholds: list[_Threshold] = []
         self._record_listeners: list[RecordCallback] = []
         self._ledgers: dict[str | None, _Ledger] = {}
+        self._series: dict[str | None, dict[str, Series]] = {}
+        self._recent_costs: dict[str, deque[int]] = {}
 
     @property
     def snapshot(self) -> BudgetSnapshot | None:
@@ -202,6 +207,7 @@ class BudgetTracker:
             return
         with self._lock:
             self._follow(snapshot)
+            self._read(snapshot)
             held = self._accounts.get(snapshot.account)
             if held is not None and snapshot.observed_at < held.observed_at:
                 return
@@ -227,6 +233,11 @@ class BudgetTracker:
                     totals = table[name] = Totals()
                 totals.add(record)
             self._history.append(record)
+            if record.cost_micro is not None and record.complete:
+                costs = self._recent_costs.get(record.kind)
+                if costs is None:
+                    costs = self._recent_costs[record.kind] = deque(maxlen=RECENT_COSTS)
+                costs.append(record.cost_micro)
             listeners = list(self._record_listeners)
         self.observe(record.snapshot)
         with self._lock:
@@ -236,6 +247,34 @@ class BudgetTracker:
                 listener(record)
             except Exception:
                 logger.exception("a Nebo usage listener failed")
+
+    # -- forecasting from the server's remaining counter ----------------------------------
+
+    def _read(self, snapshot: BudgetSnapshot) -> None:
+        """Add each window's reading to its account's series (under the lock)."""
+        per_window = self._series.get(snapshot.account)
+        if per_window is None:
+            per_window = self._series[snapshot.account] = {}
+        for window in snapshot.windows:
+            reading = reading_of(window, snapshot.observed_at)
+            if reading is None:
+                continue
+            series = per_window.get(window.name)
+            if series is None:
+                series = per_window[window.name] = Series()
+            series.add(reading)
+
+    def forecast(self, account: str | None = None, now: datetime | None = None) -> BudgetForecast:
+        """Where each window of ``account`` is heading at the recent burn rate, and which one binds
+        (:class:`~nebo_core.forecast.BudgetForecast`); ``None``: the account of :attr:`snapshot`.
+        No network call: it rests on the readings of the responses this tracker has seen."""
+        with self._lock:
+            if account is None and self._snapshot is not None:
+                account = self._snapshot.account
+            snapshot = self._accounts.get(account)
+            series = dict(self._series.get(account, {}))
+            means = {k: sum(v) / len(v) for k, v in self._recent_costs.items() if v}
+            return forecast(snapshot, series, now or _utcnow(), means, account)
 
     # -- reconciliation with the server's running total -----------------------------------
 
@@ -368,6 +407,8 @@ class BudgetTracker:
             self._totals = TrackerTotals()
             self._history.clear()
             self._ledgers.clear()
+            self._series.clear()
+            self._recent_costs.clear()
 
 
 _default: BudgetTracker | None = None

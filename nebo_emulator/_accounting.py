@@ -124,13 +124,18 @@ class Accountant:
         free_micro: int = 0,
         gift_micro: int = 0,
         credits_cents: int = 0,
+        session_window: timedelta = SESSION_WINDOW,
+        weekly_window: timedelta = WEEKLY_WINDOW,
     ) -> None:
+        for name, length in (("session_window", session_window), ("weekly_window", weekly_window)):
+            if length <= timedelta(0):
+                raise ValueError(f"{name} must be a positive duration, got {length!r}")
         self._now = clock
         self._lock = threading.Lock()
         self._session_limit = session_limit_micro
         self._weekly_limit = weekly_limit_micro
-        self._session = _Window(SESSION_WINDOW)
-        self._weekly = _Window(WEEKLY_WINDOW)
+        self._session = _Window(session_window)
+        self._weekly = _Window(weekly_window)
         self._free = free_micro
         self._gift = gift_micro
         self._credits_micro = credits_cents * MICRO_PER_CENT

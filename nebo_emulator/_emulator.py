@@ -11,15 +11,24 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterable
+from datetime import timedelta
 from types import TracebackType
 from typing import Any
 
-from nebo_emulator._accounting import Accountant, LedgerEntry
+from nebo_emulator._accounting import SESSION_WINDOW, WEEKLY_WINDOW, Accountant, LedgerEntry
 from nebo_emulator._app import App, AppConfig
 from nebo_emulator._auth import DEFAULT_EMAIL, DEFAULT_SUB, FAR_FUTURE_EXP, make_jwt
 from nebo_emulator._clock import Clock, EmulatorClock
 from nebo_emulator._faults import Fault, FaultQueue
 from nebo_emulator._http import HttpServer
+
+
+def _window(name: str, seconds: float | None, default: timedelta) -> timedelta:
+    if seconds is None:
+        return default
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds > 0:
+        raise ValueError(f"{name} must be a positive number of seconds, got {seconds!r}")
+    return timedelta(seconds=seconds)
 
 
 class NeboEmulator:
@@ -46,13 +55,19 @@ class NeboEmulator:
         accept_any_jwt: bool = True,
         latency: float = 0.0,
         clock: Clock | None = None,
+        session_window_s: float | None = None,
+        weekly_window_s: float | None = None,
     ) -> None:
+        """``session_window_s`` / ``weekly_window_s`` shorten the rolling windows (5 h and 7 d by
+        default) so pacing and forecasts can be tested in real time; with either one and no
+        ``clock``, the clock ticks for real."""
         self.host = host
         self._port = port
         self.plan = plan
         self.quirks = quirks and not strict_openai
         self.strict_openai = strict_openai
-        self.clock: Clock = clock if clock is not None else EmulatorClock()
+        short = session_window_s is not None or weekly_window_s is not None
+        self.clock: Clock = clock if clock is not None else EmulatorClock(frozen=not short)
         claims = {"sub": DEFAULT_SUB, "email": DEFAULT_EMAIL, "plan": plan, "exp": FAR_FUTURE_EXP}
         self.token = make_jwt(claims)
         self._accountant = Accountant(
@@ -62,6 +77,8 @@ class NeboEmulator:
             free_micro=free_micro,
             gift_micro=gift_micro,
             credits_cents=credits_cents,
+            session_window=_window("session_window_s", session_window_s, SESSION_WINDOW),
+            weekly_window=_window("weekly_window_s", weekly_window_s, WEEKLY_WINDOW),
         )
         self._faults = FaultQueue()
         self._stopped = threading.Event()
