@@ -33,10 +33,13 @@ test-sdk2: $(SDK2)/.installed
 	$(SDK2)/bin/python -m pytest -q -p no:cacheprovider tests/nebo_core/test_openai_compat.py tests/nebo_core/test_paths.py
 
 # The chaos fleets of tests/nebo_core/test_chaos.py at soak size (NEBO_CHAOS_CALLS calls per fleet:
-# over 10,000 billed calls per store); `make test` runs them at 3,200.
+# over 10,000 billed calls per store); `make test` runs them at 3,200. Then the pacing and
+# degradation figures on the issue's 60-second session window (`make test`: 20 s for pacing, 15 s for degradation).
 NEBO_CHAOS_CALLS ?= 17600
 soak: $(STAMP)
 	NEBO_CHAOS_CALLS=$(NEBO_CHAOS_CALLS) $(BIN)/python -m pytest -q -p no:cacheprovider -m soak --timeout 1800 -rA tests/nebo_core/test_chaos.py
+	NEBO_PACE_WINDOW_S=60 $(BIN)/python -m pytest -q -p no:cacheprovider --timeout 600 -rA -k done_when \
+		tests/nebo_core/test_pacing.py tests/nebo_core/test_degrade.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check $(SRC) tests bench

@@ -6,6 +6,8 @@ request, once a cap is reached (``raise_error = True``: otherwise LangChain swal
 Streams closed early or broken never reach ``on_llm_end``; ``ChatNebo`` hands their partial
 usage record (from ``nebo_core``) to the handlers of that run through :func:`deliver_partial`.
 
+``cost_for_langsmith()`` puts the exact cost where LangSmith reads it, for the tracer alone.
+
 ``get_nebo_callback()`` needs no handler at all: ``nebo_core``'s tracker calls a record
 listener for every call (chat and embeddings, every model, exact server cost), and the
 listener adds the record to the collectors active in the *current context* (a ContextVar,
@@ -14,6 +16,7 @@ reset on exit even when the block raises), so concurrent threads and tasks never
 
 from __future__ import annotations
 
+import sys
 import threading
 import weakref
 from collections import OrderedDict
@@ -24,11 +27,18 @@ from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
-from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.callbacks import (
+    AsyncCallbackManagerForLLMRun,
+    BaseCallbackHandler,
+    CallbackManagerForLLMRun,
+)
+from langchain_core.language_models.chat_models import BaseChatModel
 from langchain_core.messages import BaseMessage
 from langchain_core.outputs import LLMResult
 
+from langchain_nebo._convert import usage_metadata
 from langchain_nebo._errors import budget_cap_error
+from nebo_core import AsyncChatStream, ChatStream
 from nebo_core.budget import UsageRecord
 from nebo_core.tracker import BudgetTracker, Totals, default_tracker
 
@@ -47,6 +57,8 @@ class _Ledger:
     total: Tally = field(default_factory=Tally)
     by_model: dict[str, Tally] = field(default_factory=dict)
     snapshot: dict[str, Any] | None = None
+    forecast: dict[str, Any] | None = None
+    """The budget forecast of the last call seen (``response_metadata["nebo"]["forecast"]``)."""
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add(self, model: str, prompt: Any, completion: Any, total: Any, cost: Any, snap: Any) -> None:
@@ -179,6 +191,9 @@ class NeboBudgetCallbackHandler(BaseCallbackHandler, _Ledger):
             nebo.get("cost_micro"),
             nebo.get("snapshot"),
         )
+        if isinstance(nebo.get("forecast"), Mapping):
+            with self._lock:
+                self.forecast = dict(nebo["forecast"])
 
     def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         with self._lock:
@@ -268,6 +283,13 @@ def get_nebo_callback(tracker: BudgetTracker | None = None) -> Iterator[NeboUsag
 _LANGSMITH_TRACERS = ("LangChainTracer",)
 """Class names (in the MRO) of the handlers that post runs to LangSmith."""
 
+_STREAM_DRIVERS = frozenset(
+    getattr(BaseChatModel, name).__code__
+    for name in ("stream", "astream", "_generate_with_cache", "_agenerate_with_cache")
+    if hasattr(BaseChatModel, name)
+)
+"""The langchain-core methods that open a chat run and then call ``_stream`` without its manager."""
+
 
 def _is_langsmith(handler: Any) -> bool:
     return any(cls.__name__ in _LANGSMITH_TRACERS for cls in type(handler).__mro__)
@@ -277,9 +299,62 @@ def _dollars(message: Any) -> float | None:
     meta = getattr(message, "response_metadata", None)
     nebo = meta.get("nebo") if isinstance(meta, Mapping) else None
     cost = nebo.get("cost_micro") if isinstance(nebo, Mapping) else None
+    return _micro_to_dollars(cost)
+
+
+def _micro_to_dollars(cost: Any) -> float | None:
     if isinstance(cost, bool) or not isinstance(cost, int):
         return None
     return cost / 1_000_000
+
+
+def stream_run_manager() -> Any:
+    """The run manager of the langchain-core method driving the caller (``_stream``/``_astream``).
+
+    Call it first thing in ``_stream`` / ``_astream``. langchain-core's ``stream()`` /
+    ``astream()`` (and ``invoke`` with ``streaming=True``, through ``_generate_with_cache``) open
+    the run, a local ``run_manager``, and then call ``_stream`` without it, so the run's tracers
+    are out of reach; the frame that drives the generator is that method, and its
+    ``run_manager`` is the run's. Anything else (another caller, a langchain-core that renamed
+    it): ``None``, and the run simply carries no cost.
+    """
+    frame = sys._getframe(2)  # 0: here, 1: _stream, 2: whatever drives it
+    if frame.f_code not in _STREAM_DRIVERS:
+        return None
+    manager = frame.f_locals.get("run_manager")
+    return manager if isinstance(manager, (CallbackManagerForLLMRun, AsyncCallbackManagerForLLMRun)) else None
+
+
+class RunCost:
+    """What the LangSmith cost handlers of one chat run share (see :func:`cost_for_langsmith`)."""
+
+    def __init__(self, run_id: UUID) -> None:
+        self.run_id = run_id
+        self.saved: dict[int, Any] = {}
+        self._stream: ChatStream | AsyncChatStream | None = None
+
+    def follow(self, stream: ChatStream | AsyncChatStream) -> None:
+        """The run is this stream: should it end in error (closed early, broken), the run gets
+        what the stream showed until then."""
+        self._stream = stream
+
+    def usage_so_far(self) -> tuple[dict[str, Any], str | None] | None:
+        """The followed stream's usage (``total_cost`` in dollars) and routed model, if known."""
+        stream = self._stream
+        if stream is None:
+            return None
+        record = stream.usage  # set once the stream is closed; before that, its running usage
+        completion = stream.completion()
+        raw = completion.get("usage")
+        usage = usage_metadata(raw)
+        if record is not None:
+            dollars = _micro_to_dollars(record.cost_micro)
+        else:
+            dollars = _micro_to_dollars(raw.get("cost_micro")) if isinstance(raw, Mapping) else None
+        if usage is None or dollars is None:
+            return None
+        model = completion.get("model") or (record.model if record is not None else None)
+        return {**usage, "total_cost": dollars}, model if isinstance(model, str) and model else None
 
 
 class _CostFor(BaseCallbackHandler):
@@ -290,40 +365,137 @@ class _CostFor(BaseCallbackHandler):
     ``add_usage`` (chunk merging, ``get_usage_metadata_callback``). So the messages keep integer
     usage, and two of these handlers sit around each LangSmith tracer of the run: the first adds
     ``total_cost``, the second puts the integer usage back before any other handler sees it.
+    A run that ends in error (a stream closed early or broken) gets no usage from the tracer:
+    the first handler sets it, with what the stream showed, on the tracer's own run.
     """
 
     run_inline = True
 
-    def __init__(self, run_id: UUID, saved: dict[int, Any], *, add: bool) -> None:
-        self.run_id, self.saved, self.add = run_id, saved, add
+    def __init__(self, cost: RunCost, tracer: Any = None) -> None:
+        self.cost, self.tracer = cost, tracer
 
     def on_llm_end(self, response: LLMResult, *, run_id: UUID, **kwargs: Any) -> None:
-        if run_id != self.run_id:
+        if run_id != self.cost.run_id:
             return
+        saved = self.cost.saved
         for generations in response.generations:
             for generation in generations:
                 message = getattr(generation, "message", None)
                 usage = getattr(message, "usage_metadata", None)
-                if self.add:
+                if self.tracer is not None:
                     dollars = _dollars(message)
-                    if usage is not None and dollars is not None and id(message) not in self.saved:
-                        self.saved[id(message)] = usage
+                    if usage is not None and dollars is not None and id(message) not in saved:
+                        saved[id(message)] = usage
                         message.usage_metadata = {**usage, "total_cost": dollars}  # type: ignore[union-attr]
-                elif id(message) in self.saved:
-                    message.usage_metadata = self.saved.pop(id(message))  # type: ignore[union-attr]
+                elif id(message) in saved:
+                    message.usage_metadata = saved.pop(id(message))  # type: ignore[union-attr]
+
+    def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        if run_id != self.cost.run_id or self.tracer is None:
+            return
+        seen = self.cost.usage_so_far()
+        run_map = getattr(self.tracer, "run_map", None)
+        run = run_map.get(str(run_id)) if isinstance(run_map, Mapping) else None
+        if seen is None or run is None:
+            return
+        usage, model = seen
+        metadata = run.extra.setdefault("metadata", {})
+        metadata["usage_metadata"] = usage
+        if model is not None:
+            metadata["ls_model_name"] = model
 
 
-def cost_for_langsmith(run_manager: Any) -> None:
-    """Give the LangSmith tracers of this chat run the exact cost (no-op without one)."""
+def cost_for_langsmith(run_manager: Any) -> RunCost | None:
+    """Give the LangSmith tracers of this chat run the exact cost (``None``: no tracer, nothing
+    done)."""
     handlers = getattr(run_manager, "handlers", None)
     if not handlers or not any(_is_langsmith(h) for h in handlers):
-        return
-    saved: dict[int, Any] = {}
-    run_id = run_manager.run_id
+        return None
+    for handler in handlers:
+        if isinstance(handler, _CostFor) and handler.cost.run_id == run_manager.run_id:
+            return handler.cost  # arranged already (generate's streaming path)
+    cost = RunCost(run_manager.run_id)
     arranged: list[Any] = []
     for handler in handlers:
         if _is_langsmith(handler):
-            arranged += [_CostFor(run_id, saved, add=True), handler, _CostFor(run_id, saved, add=False)]
+            arranged += [_CostFor(cost, handler), handler, _CostFor(cost)]
         else:
             arranged.append(handler)
     handlers[:] = arranged
+    return cost
+
+
+# --- LangSmith: embeddings as runs -------------------------------------------------------------
+
+
+def langsmith_tracing() -> bool:
+    """Whether LangSmith traces a run started here (environment, ``tracing_context``, a parent run).
+
+    Costs a few microseconds: langchain-core has imported ``langsmith`` already, and nothing from
+    it is imported unless some module did (a process without it never imports it here)."""
+    if "langsmith" not in sys.modules:
+        return False
+    from langsmith.utils import tracing_is_enabled
+
+    return tracing_is_enabled() is True
+
+
+@dataclass(eq=False)
+class EmbeddingCalls:
+    """What the requests of one embedding call returned: models, usage records, vectors."""
+
+    models: list[str] = field(default_factory=list)
+    records: list[UsageRecord] = field(default_factory=list)
+    vectors: int = 0
+    dimensions: int | None = None
+
+    def add(self, model: str | None, records: list[UsageRecord], vectors: list[list[float]]) -> None:
+        if model and model not in self.models:
+            self.models.append(model)
+        self.records += records
+        self.vectors += len(vectors)
+        if vectors and self.dimensions is None:
+            self.dimensions = len(vectors[0])
+
+    def usage(self) -> dict[str, Any]:
+        """LangSmith's ``usage_metadata``: tokens, and ``total_cost`` in dollars when every request's
+        cost is known."""
+        prompt = sum(r.prompt_tokens or 0 for r in self.records)
+        usage: dict[str, Any] = {"input_tokens": prompt, "output_tokens": 0, "total_tokens": prompt}
+        costs = [r.cost_micro for r in self.records]
+        if costs and all(isinstance(c, int) for c in costs):
+            usage["total_cost"] = sum(c for c in costs if c is not None) / 1_000_000
+        return usage
+
+    def metadata(self) -> dict[str, Any]:
+        """The routed model (``ls_model_name``) and Nebo's own numbers, for the run's metadata."""
+        costs = [r.cost_micro for r in self.records]
+        nebo: dict[str, Any] = {
+            "cost_micro": sum(c for c in costs if c is not None) if None not in costs else None,
+            "request_ids": [r.request_id for r in self.records if r.request_id],
+        }
+        metadata: dict[str, Any] = {"nebo": nebo}
+        if self.models:
+            metadata["ls_model_name"] = ", ".join(self.models)
+        return metadata
+
+
+@contextmanager
+def embedding_run(name: str, model: str, texts: list[str]) -> Iterator[EmbeddingCalls]:
+    """A LangSmith run of type ``embedding`` around one embedding call, when LangSmith traces.
+
+    LangChain embeddings have no callbacks, so no LangChain run: the call gets a LangSmith run
+    of its own (a child of the current run, e.g. a traced retriever's), with the exact cost in
+    ``usage_metadata.total_cost`` and the routed model in ``ls_model_name``. Tracing off: no run.
+    """
+    calls = EmbeddingCalls()
+    if not langsmith_tracing():
+        yield calls
+        return
+    from langsmith.run_helpers import trace
+
+    metadata = {"ls_provider": "nebo", "ls_model_name": model, "ls_model_type": "embedding"}
+    with trace(name, run_type="embedding", inputs={"input": texts}, metadata=metadata) as run:
+        yield calls
+        run.set(usage_metadata=calls.usage(), metadata=calls.metadata())  # type: ignore[arg-type]
+        run.end(outputs={"vectors": calls.vectors, "dimensions": calls.dimensions})

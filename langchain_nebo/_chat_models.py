@@ -25,7 +25,7 @@ from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, PrivateAttr
 
 from langchain_nebo import _convert, _params, _tokens
-from langchain_nebo._callbacks import active_sinks, cost_for_langsmith, deliver_partial
+from langchain_nebo._callbacks import active_sinks, cost_for_langsmith, deliver_partial, stream_run_manager
 from langchain_nebo._connection import NeboConnection
 from langchain_nebo._errors import should_retry, translate
 from langchain_nebo._profile import profile_for
@@ -447,7 +447,12 @@ class ChatNebo(NeboConnection, BaseChatModel):
     def _result(self, res: ChatCompletion) -> ChatResult:
         headers = res.headers if self.include_response_headers else None
         messages = _convert.messages_from_completion(
-            res.data, res.usage, res.snapshot, request_id=res.request_id, headers=headers
+            res.data,
+            res.usage,
+            res.snapshot,
+            request_id=res.request_id,
+            headers=headers,
+            forecast=res.forecast,
         )
         info = _convert.routed_model_info(res.data)
         return ChatResult(generations=[ChatGeneration(message=m, generation_info=info) for m in messages])
@@ -455,7 +460,9 @@ class ChatNebo(NeboConnection, BaseChatModel):
     def _final(self, stream: ChatStream | AsyncChatStream, stream_usage: bool) -> ChatGenerationChunk:
         headers = stream.headers if self.include_response_headers else None
         completion = stream.completion()
-        message = _convert.final_chunk(completion, stream.usage, stream.snapshot, stream_usage, headers)
+        message = _convert.final_chunk(
+            completion, stream.usage, stream.snapshot, stream_usage, headers, stream.forecast
+        )
         return ChatGenerationChunk(message=message, generation_info=_convert.routed_model_info(completion))
 
     # -- sync -----------------------------------------------------------------------------
@@ -484,10 +491,12 @@ class ChatNebo(NeboConnection, BaseChatModel):
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
         sinks, finished, stream = active_sinks(), False, None
-        cost_for_langsmith(run_manager)
+        ls_cost = cost_for_langsmith(run_manager or stream_run_manager())
         try:
             body, options, stream_usage = self._stream_request(messages, stop, kwargs)
             stream = self._sync_client().stream_chat(body, **options)
+            if ls_cost is not None:
+                ls_cost.follow(stream)
             with stream:
                 for raw in stream:
                     chunk = _convert.chunk_from_delta(raw)
@@ -531,10 +540,12 @@ class ChatNebo(NeboConnection, BaseChatModel):
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
         sinks, finished, stream = active_sinks(), False, None
-        cost_for_langsmith(run_manager)
+        ls_cost = cost_for_langsmith(run_manager or stream_run_manager())
         try:
             body, options, stream_usage = self._stream_request(messages, stop, kwargs)
             stream = await self._async_client().stream_chat(body, **options)
+            if ls_cost is not None:
+                ls_cost.follow(stream)
             async with stream:
                 async for raw in stream:
                     chunk = _convert.chunk_from_delta(raw)

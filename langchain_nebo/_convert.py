@@ -35,6 +35,7 @@ from langchain_core.messages.utils import convert_to_openai_messages
 from nebo_core import wire
 from nebo_core.budget import BudgetSnapshot, UsageRecord, call_metadata
 from nebo_core.errors import NeboUpstreamError
+from nebo_core.forecast import BudgetForecast
 
 _ROLES: dict[type[BaseMessage], str] = {
     HumanMessage: "user",
@@ -233,13 +234,16 @@ def _choices(
 
 
 def _metadata(
-    data: Mapping[str, Any], record: UsageRecord | None, snapshot: BudgetSnapshot | None
+    data: Mapping[str, Any],
+    record: UsageRecord | None,
+    snapshot: BudgetSnapshot | None,
+    forecast: BudgetForecast | None = None,
 ) -> dict[str, Any]:
     metadata: dict[str, Any] = {
         "model_name": data.get("model") or (record.model if record else None),
         "id": data.get("id"),
         "model_provider": "nebo",
-        "nebo": call_metadata(record, snapshot),
+        "nebo": call_metadata(record, snapshot, forecast),
     }
     for key in ("system_fingerprint", "service_tier", "provider_metadata"):
         if data.get(key):
@@ -278,6 +282,7 @@ def messages_from_completion(
     *,
     request_id: str | None = None,
     headers: Mapping[str, str] | None = None,
+    forecast: BudgetForecast | None = None,
 ) -> list[AIMessage]:
     """A ``chat.completion`` body as one ``AIMessage`` per choice (``n`` of them).
 
@@ -297,7 +302,7 @@ def messages_from_completion(
         if msg.get("refusal"):
             additional["refusal"] = msg["refusal"]
         calls, invalid = _parse_tool_calls(msg.get("tool_calls"))
-        metadata = _metadata(data, record, snapshot)
+        metadata = _metadata(data, record, snapshot, forecast)
         metadata["finish_reason"] = _finish_reason(choice)
         if position:
             del metadata["nebo"]  # the call's cost is on the first choice only
@@ -382,10 +387,11 @@ def final_chunk(
     snapshot: BudgetSnapshot | None,
     stream_usage: bool,
     headers: Mapping[str, str] | None = None,
+    forecast: BudgetForecast | None = None,
 ) -> AIMessageChunk:
     """The last chunk of a stream: the only one with usage, finish reason, model and budget."""
     choices = completion.get("choices") or [{}]
-    metadata = _metadata(completion, record, snapshot)
+    metadata = _metadata(completion, record, snapshot, forecast)
     metadata["finish_reason"] = _finish_reason(choices[0])
     if headers is not None:
         metadata["headers"] = dict(headers)

@@ -3,7 +3,8 @@
 The core does the work (batches of up to 2,048 inputs, bounded concurrent requests, base64
 transfer, order kept, usage and exact cost recorded into the tracker); this class adapts the
 call, refuses a text longer than the model's context before sending it, shows progress when
-asked, and translates errors at one boundary.
+asked, makes the call a LangSmith ``embedding`` run with its exact cost when LangSmith traces,
+and translates errors at one boundary.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from langchain_core.embeddings import Embeddings
 from pydantic import Field
 
 from langchain_nebo import _params, _tokens
+from langchain_nebo._callbacks import embedding_run
 from langchain_nebo._connection import NeboConnection
 from langchain_nebo._errors import translate
 from nebo_core import MAX_EMBEDDING_BATCH, NeboConfigurationError, NeboError
@@ -185,8 +187,11 @@ class NeboEmbeddings(NeboConnection, Embeddings):
         vectors: list[list[float]] = []
         with _boundary():
             call = self._call(texts, chunk_size, kwargs)
-            for group in self._groups(texts, call):
-                vectors += self._sync_client().embed(group, **call).vectors
+            with embedding_run(type(self).__name__, str(call["model"]), texts) as calls:
+                for group in self._groups(texts, call):
+                    result = self._sync_client().embed(group, **call)
+                    calls.add(result.model, result.usage, result.vectors)
+                    vectors += result.vectors
         return vectors
 
     def embed_query(self, text: str, **kwargs: Any) -> list[float]:
@@ -202,8 +207,11 @@ class NeboEmbeddings(NeboConnection, Embeddings):
         vectors: list[list[float]] = []
         with _boundary():
             call = self._call(texts, chunk_size, kwargs)
-            for group in self._groups(texts, call):
-                vectors += (await self._async_client().embed(group, **call)).vectors
+            with embedding_run(type(self).__name__, str(call["model"]), texts) as calls:
+                for group in self._groups(texts, call):
+                    result = await self._async_client().embed(group, **call)
+                    calls.add(result.model, result.usage, result.vectors)
+                    vectors += result.vectors
         return vectors
 
     async def aembed_query(self, text: str, **kwargs: Any) -> list[float]:

@@ -10,6 +10,7 @@ second import. The same classes are importable the LlamaIndex way, from
 from llama_index_nebo._embedding import NeboEmbedding
 from llama_index_nebo._events import NeboUsageEvent
 from llama_index_nebo._handlers import NeboBudgetCallbackHandler, NeboBudgetEventHandler
+from llama_index_nebo._landing import NeboFunctionAgent
 from llama_index_nebo._llm import Nebo
 from nebo_core.errors import (
     NeboAuthenticationError,
@@ -42,6 +43,7 @@ __all__ = [
     "NeboContextLengthError",
     "NeboEmbedding",
     "NeboError",
+    "NeboFunctionAgent",
     "NeboRateLimited",
     "NeboStoreError",
     "NeboStoreStateLost",

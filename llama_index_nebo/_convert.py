@@ -40,6 +40,7 @@ from nebo_core import (
     wire,
 )
 from nebo_core.budget import call_metadata
+from nebo_core.forecast import BudgetForecast
 
 if TYPE_CHECKING:
     from llama_index.core.tools.types import BaseTool
@@ -334,13 +335,15 @@ def keep_first_tool_call(message: ChatMessage) -> None:
         message.additional_kwargs["tool_calls"] = message.additional_kwargs["tool_calls"][:1]
 
 
-def response_kwargs(usage: UsageRecord | None, snapshot: BudgetSnapshot | None) -> dict[str, Any]:
+def response_kwargs(
+    usage: UsageRecord | None, snapshot: BudgetSnapshot | None, forecast: BudgetForecast | None = None
+) -> dict[str, Any]:
     """``additional_kwargs`` for a response: token counts (LlamaIndex's names) and ``nebo``."""
     return {
         "prompt_tokens": usage.prompt_tokens if usage else None,
         "completion_tokens": usage.completion_tokens if usage else None,
         "total_tokens": usage.total_tokens if usage else None,
-        "nebo": call_metadata(usage, snapshot),
+        "nebo": call_metadata(usage, snapshot, forecast),
     }
 
 
@@ -376,7 +379,7 @@ def chat_response(result: ChatCompletion) -> ChatResponse:
         message=parsed,
         raw=body,
         logprobs=logprobs(choice.get("logprobs")),
-        additional_kwargs=response_kwargs(result.usage, result.snapshot),
+        additional_kwargs=response_kwargs(result.usage, result.snapshot, result.forecast),
     )
 
 

@@ -21,6 +21,7 @@ from pydantic import PrivateAttr
 
 from llama_index_nebo._events import NeboUsageEvent
 from nebo_core import BudgetTracker, TrackerTotals, UsageRecord
+from nebo_core.forecast import BudgetForecast
 
 
 class _Totals:
@@ -58,6 +59,10 @@ class _Totals:
     def history(self) -> list[UsageRecord]:
         """The most recent usage records, oldest first."""
         return self._tracker.history()
+
+    def forecast(self, account: str | None = None) -> BudgetForecast:
+        """Where the budget windows are heading, from the calls seen (``BudgetTracker.forecast``)."""
+        return self._tracker.forecast(account)
 
     def reset(self) -> None:
         """Forget every total."""

@@ -306,7 +306,7 @@ class Nebo(FunctionCallingLLM):
                         response = acc.feed(chunk)
                         if response is not None:
                             yield response
-                    yield acc.final(stream.completion(), stream.usage, stream.snapshot)
+                    yield acc.final(stream.completion(), stream.usage, stream.snapshot, stream.forecast)
             finally:
                 self._published(stream)
 
@@ -324,7 +324,7 @@ class Nebo(FunctionCallingLLM):
                         response = acc.feed(chunk)
                         if response is not None:
                             yield response
-                    yield acc.final(stream.completion(), stream.usage, stream.snapshot)
+                    yield acc.final(stream.completion(), stream.usage, stream.snapshot, stream.forecast)
             finally:
                 self._published(stream)
 

@@ -29,6 +29,7 @@ from llama_index.core.base.llms.types import (
 
 from llama_index_nebo._convert import assistant_message, logprobs, parse_arguments, response_kwargs
 from nebo_core import BudgetSnapshot, UsageRecord
+from nebo_core.forecast import BudgetForecast
 
 
 @dataclass
@@ -94,7 +95,11 @@ class StreamAccumulator:
         )
 
     def final(
-        self, completion: dict[str, Any], usage: UsageRecord | None, snapshot: BudgetSnapshot | None
+        self,
+        completion: dict[str, Any],
+        usage: UsageRecord | None,
+        snapshot: BudgetSnapshot | None,
+        forecast: BudgetForecast | None = None,
     ) -> ChatResponse:
         """The last response: the whole message (tool arguments parsed), usage and budget, delta ``""``."""
         kwargs = [parse_arguments(c.arguments) for c in self._calls]
@@ -104,7 +109,7 @@ class StreamAccumulator:
             delta="",
             raw=completion,
             logprobs=self._logprobs or None,
-            additional_kwargs=response_kwargs(usage, snapshot),
+            additional_kwargs=response_kwargs(usage, snapshot, forecast),
         )
 
     def _fold_call(self, raw: dict[str, Any]) -> int:

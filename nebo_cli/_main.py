@@ -1,10 +1,12 @@
-"""The ``nebo`` command: budget, models, a streamed chat, a local emulator and the demo.
+"""The ``nebo`` command: budget, a live budget view, models, a streamed chat, an emulator, the demo.
 
 ``main(argv)`` parses arguments with argparse, runs one subcommand over :class:`NeboClient`
 and returns an exit code. Every ``NeboError`` becomes one ``error:`` line and one ``hint:``
 line on stderr (no traceback unless ``--debug``), with an exit code per error class, and the
-token is scrubbed from anything printed. Rendering lives in :mod:`nebo_demo.render`,
-the demo in :mod:`nebo_demo` (which needs both frameworks, so it is imported only by ``nebo demo``).
+token is scrubbed from anything printed. Rendering lives in :mod:`nebo_demo.render` and
+:mod:`nebo_cli._view`, the live views (``nebo top``, ``nebo usage --watch``) in
+:mod:`nebo_cli._top`, the demo in :mod:`nebo_demo` (which needs both frameworks, so it is
+imported only by ``nebo demo``).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 import nebo_core
+from nebo_cli._top import is_terminal, live, run_top
+from nebo_cli._view import render_forecast
 from nebo_core.errors import (
     NeboAuthenticationError,
     NeboBadRequestError,
@@ -29,6 +33,7 @@ from nebo_core.errors import (
     NeboConnectionError,
     NeboError,
     NeboRateLimited,
+    NeboStoreError,
     NeboStreamError,
     NeboUpstreamError,
 )
@@ -76,6 +81,12 @@ def _failure(err: NeboError, base_url: str) -> _Failure:
             EXIT_CONNECTION,
             f"could not reach Nebo at {base_url}: {msg}",
             f"check --base-url / {ENV_BASE_URL} and your network; retries: --max-retries",
+        )
+    if isinstance(err, NeboStoreError):
+        return _Failure(
+            EXIT_CONNECTION,
+            msg,
+            "check --redis (redis://host:port/db), that Redis is up, and --cluster for a Redis Cluster",
         )
     if isinstance(err, NeboBudgetExhausted):
         when = f"it resets at {err.reset_at.isoformat()}" if err.reset_at else "wait for a window reset"
@@ -126,6 +137,17 @@ def _duration(text: str) -> float:
     return seconds
 
 
+def _count(text: str) -> int:
+    """An argparse type: a positive whole number."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
 def _config_hint(err: NeboConfigurationError) -> str:
     text = err.message.lower()
     if "base url" in text or "plain http" in text:
@@ -160,12 +182,25 @@ def _ascii(out: TextIO) -> bool:
 
 def _cmd_usage(args: argparse.Namespace, out: TextIO) -> int:
     with _client(args) as client:
-        report = client.usage()
-    if args.json:
-        print(json.dumps(report.to_dict(), indent=2), file=out)
-    else:
-        print(render.render_usage(report, ascii=_ascii(out)), file=out)
+
+        def draw() -> str:
+            report = client.usage()  # the client's tracker observes the response: the forecast's reading
+            forecast = client.tracker.forecast()
+            if args.json:
+                data = {**report.to_dict(), "forecast": forecast.to_dict()}
+                return json.dumps(data, indent=2 if args.watch is None else None)
+            return render.render_usage(report, ascii=_ascii(out)) + "\n" + render_forecast(forecast)
+
+        if args.watch is None:
+            print(draw(), file=out)
+            return EXIT_OK
+        redraw = not args.json and is_terminal(out)
+        live(draw, out, interval=args.watch, count=args.frames, redraw=redraw)
     return EXIT_OK
+
+
+def _cmd_top(args: argparse.Namespace, out: TextIO) -> int:
+    return run_top(args, out, _client, ascii=_ascii(out))
 
 
 def _cmd_models(args: argparse.Namespace, out: TextIO) -> int:
@@ -259,7 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``nebo`` argument parser (global options work before or after the subcommand)."""
     parser = argparse.ArgumentParser(
         prog="nebo",
-        description="Nebo from the command line: budget, models, chat, a local emulator, the demo.",
+        description="Nebo from the command line: budget, a live view, models, chat, an emulator, the demo.",
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -279,8 +314,35 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(run=run)
         return p
 
-    p = command("usage", "show both budget windows (bars, reset times) and the spend pools", _cmd_usage)
-    p.add_argument("--json", action="store_true", help="print the usage report as JSON")
+    p = command(
+        "usage", "show both budget windows (bars, reset times), the forecast and the spend pools", _cmd_usage
+    )
+    p.add_argument("--json", action="store_true", help="print the usage report and forecast as JSON")
+    p.add_argument(
+        "--watch",
+        type=_duration,
+        nargs="?",
+        const=1.0,
+        default=None,
+        metavar="SECONDS",
+        help="poll every SECONDS (default 1) and redraw until Ctrl-C; the burn rate shows from the 2nd poll",
+    )
+    p.add_argument("--frames", type=_count, default=None, help=argparse.SUPPRESS)  # tests: stop after N
+    p = command(
+        "top",
+        "live budget view: windows, burn rate, time to exhaustion, spend per scope and cap, in-flight holds",
+        _cmd_top,
+    )
+    p.add_argument("--redis", metavar="URL", default=None, help="read a fleet's Redis budget store")
+    p.add_argument("--cluster", action="store_true", help="the --redis URL is a node of a Redis Cluster")
+    p.add_argument("--namespace", default="nebo-budget", help="the store's namespace (default: nebo-budget)")
+    p.add_argument(
+        "--account", default=None, help="whose snapshot to read from the store (default: the key's account)"
+    )
+    p.add_argument("--interval", type=_duration, default=0.5, help="seconds between frames (default 0.5)")
+    p.add_argument("--once", action="store_true", help="draw one frame and exit")
+    p.add_argument("--json", action="store_true", help="one JSON object per frame (JSON Lines)")
+    p.add_argument("--frames", type=_count, default=None, help=argparse.SUPPRESS)
     p = command("models", "list the models Nebo serves to this token", _cmd_models)
     p.add_argument("--json", action="store_true", help="print the model list as JSON")
     p = command("chat", "stream one answer, then print what it cost", _cmd_chat)

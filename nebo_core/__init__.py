@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from nebo_core.caps import Cap
     from nebo_core.chat_stream import AsyncChatStream, ChatStream
     from nebo_core.client import AsyncNeboClient, NeboClient
+    from nebo_core.degrade import Degrade
     from nebo_core.embeddings import MAX_EMBEDDING_BATCH
     from nebo_core.errors import (
         NeboAuthenticationError,
@@ -34,8 +35,11 @@ if TYPE_CHECKING:
         NeboTimeoutError,
         NeboUpstreamError,
     )
+    from nebo_core.forecast import BudgetForecast, WindowForecast
+    from nebo_core.landing import WindDown
     from nebo_core.models import ModelSpec, get_model
     from nebo_core.openai_compat import async_openai_client, openai_client
+    from nebo_core.pacing import LaneRule, Pace
     from nebo_core.policy import BudgetPolicy, CallPlan, Decision, Go, Refuse, Wait, default_policy
     from nebo_core.provider import NeboProvider
     from nebo_core.results import ChatCompletion, EmbeddingResult
@@ -75,6 +79,12 @@ _EXPORTS = {
     "NeboStoreError": "nebo_core.errors",
     "NeboStoreStateLost": "nebo_core.errors",
     "Cap": "nebo_core.caps",
+    "Degrade": "nebo_core.degrade",
+    "BudgetForecast": "nebo_core.forecast",
+    "WindowForecast": "nebo_core.forecast",
+    "WindDown": "nebo_core.landing",
+    "LaneRule": "nebo_core.pacing",
+    "Pace": "nebo_core.pacing",
     "NeboConfigurationError": "nebo_core.errors",
     "NeboConnectionError": "nebo_core.errors",
     "NeboContextLengthError": "nebo_core.errors",
@@ -104,6 +114,7 @@ __all__ = [
     "AsyncChatStream",
     "AsyncNeboClient",
     "AsyncNeboTransport",
+    "BudgetForecast",
     "BudgetPolicy",
     "BudgetSnapshot",
     "BudgetTracker",
@@ -112,8 +123,10 @@ __all__ = [
     "ChatCompletion",
     "ChatStream",
     "Decision",
+    "Degrade",
     "EmbeddingResult",
     "Go",
+    "LaneRule",
     "ModelInfo",
     "ModelSpec",
     "NeboAuthenticationError",
@@ -135,6 +148,7 @@ __all__ = [
     "NeboTimeoutError",
     "NeboTransport",
     "NeboUpstreamError",
+    "Pace",
     "Refuse",
     "RetryPolicy",
     "SSEDecoder",
@@ -144,6 +158,8 @@ __all__ = [
     "UsageRecord",
     "UsageReport",
     "Wait",
+    "WindDown",
+    "WindowForecast",
     "WindowState",
     "__version__",
     "async_openai_client",

@@ -162,6 +162,12 @@ class BudgetSnapshot:
         skew = (self.server_date - self.observed_at).total_seconds()
         return skew if abs(skew) <= MAX_CLOCK_SKEW_S else 0.0
 
+    def resolved_skew(self) -> float:
+        """:meth:`clock_skew` beyond the ``Date`` header's one-second resolution (else 0): what a
+        forecast or a pace corrects reset times by."""
+        skew = self.clock_skew()
+        return skew if abs(skew) >= 1.0 else 0.0
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (datetimes as ISO strings), with derived fields."""
         binding = self.binding_window
@@ -256,11 +262,14 @@ class UsageReport:
         }
 
 
-def call_metadata(record: UsageRecord | None, snapshot: BudgetSnapshot | None = None) -> dict[str, Any]:
+def call_metadata(
+    record: UsageRecord | None, snapshot: BudgetSnapshot | None = None, forecast: Any = None
+) -> dict[str, Any]:
     """What the adapters attach to every response as ``nebo``: this call's cost and the budget.
 
     One shape for every framework: ``cost_micro``, ``cost_dollars``, ``cost_source``, ``model``
-    (routed), ``request_id``, ``complete`` (False for a stream closed early) and ``snapshot``.
+    (routed), ``request_id``, ``complete`` (False for a stream closed early), ``snapshot`` and
+    ``forecast`` (a :class:`~nebo_core.forecast.BudgetForecast` as a dict, or ``None``).
     """
     snap = snapshot if snapshot is not None else (record.snapshot if record is not None else None)
     return {
@@ -271,4 +280,5 @@ def call_metadata(record: UsageRecord | None, snapshot: BudgetSnapshot | None = 
         "request_id": record.request_id if record is not None else None,
         "complete": record.complete if record is not None else False,
         "snapshot": snap.to_dict() if snap is not None else None,
+        "forecast": forecast.to_dict() if forecast is not None else None,
     }

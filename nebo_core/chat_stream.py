@@ -18,6 +18,7 @@ import httpx
 
 from nebo_core.budget import BudgetSnapshot, UsageRecord
 from nebo_core.exchange import Chunk, Exchange
+from nebo_core.forecast import BudgetForecast
 from nebo_core.sse import StreamState
 from nebo_core.transport import aend_stream, astream_chunks, end_stream, stream_chunks
 
@@ -72,6 +73,11 @@ class _StreamView:
     def completion(self) -> dict[str, Any]:
         """Everything streamed so far as a standard ``chat.completion`` body."""
         return self._ex.state.completion()
+
+    @property
+    def forecast(self) -> BudgetForecast:
+        """Where the account's windows are heading, as of now (:mod:`nebo_core.forecast`)."""
+        return self._ex.tracker.forecast(self._ex.account)
 
 
 class ChatStream(_StreamView):

@@ -136,6 +136,7 @@ class BaseClient:
             timeout=self.settings.timeout,
             secrets=self.settings.secrets,
             server=self.settings.base_url,
+            lane=self.settings.lane,
         )
 
     def _query(self, ex: Exchange) -> dict[str, Any] | None:
@@ -185,6 +186,7 @@ class BaseClient:
             result.request_id,
             dict(ex.response.headers),
             tuple(ex.records),
+            ex.tracker.forecast(ex.account),
         )
 
     @staticmethod

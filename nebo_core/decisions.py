@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Generator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, TypeVar, cast
+from typing import Any, Literal, TypeVar, cast
 
 from nebo_core.budget import CallKind
 from nebo_core.caps import CapLine, Scope
@@ -37,6 +37,12 @@ class CallPlan:
     """The call's request timeout: its reservation lives that long plus a margin."""
     body: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
     """The request body, for estimates read from the request (prompt size, ``max_completion_tokens``)."""
+    lane: str | None = None
+    """The call's ``X-Lane`` (``main`` when ``None``): pacing priorities."""
+    paced: bool = False
+    """A pace slot is booked already (after a pace wait), or the decision is a check that books none."""
+    held_s: float = 0.0
+    """Seconds this call has waited on pacing so far (bounded by ``max_wait``)."""
 
 
 @dataclass(frozen=True)
@@ -59,6 +65,9 @@ class Wait:
     model: str
     until: datetime | None = None
     """The reset waited for, in the server's time."""
+    reason: Literal["reset", "pace", "held"] = "reset"
+    """``reset``: a window or cap ran out; ``pace``: the call booked a pace slot that starts then;
+    ``held``: its lane is held (pacing) and it asks again then."""
 
 
 @dataclass(frozen=True)

@@ -212,6 +212,13 @@ class _Response:
     """As received (an httpx ``Headers``, kept for drivers that hand the response on)."""
 
 
+def _lane(headers: Mapping[str, str] | None) -> str | None:
+    """A call's own ``X-Lane`` header (``extra_headers=``), if it sets one."""
+    if not headers:
+        return None
+    return next((v for k, v in headers.items() if k.lower() == "x-lane"), None)
+
+
 class Exchange:
     """One call's state: feed it what happened, do what it returns."""
 
@@ -226,6 +233,7 @@ class Exchange:
         timeout: float | None = None,
         secrets: tuple[str, ...] = (),
         server: str | None = None,
+        lane: str | None = None,
     ) -> None:
         self.call = call
         self.server = server
@@ -245,6 +253,7 @@ class Exchange:
             account=account,
             timeout=self.timeout,
             body=call.body,
+            lane=_lane(call.headers) or lane,
         )
         self.model = call.requested
         self.decision: Decision | None = None
@@ -288,7 +297,15 @@ class Exchange:
             return self._send()
         if isinstance(decision, Wait):
             self.telemetry.budget_wait(decision.seconds, decision.model)
-            self.plan = replace(self.plan, model=decision.model, step=self.plan.step + 1)
+            if decision.reason == "reset":
+                self.plan = replace(self.plan, model=decision.model, step=self.plan.step + 1)
+            else:  # pacing: not a budget step; a booked slot is not booked twice
+                self.plan = replace(
+                    self.plan,
+                    model=decision.model,
+                    paced=decision.reason == "pace",
+                    held_s=self.plan.held_s + decision.seconds,
+                )
             return self._later(Sleep(decision.seconds), lambda: self._slept(decision))
         self.telemetry.budget_refused(decision.error)
         return self._fail(decision.error)

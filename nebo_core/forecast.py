@@ -27,8 +27,8 @@ SHORT_SAMPLES = 4
 """Readings in the short horizon: a change of pace shows within three calls."""
 LONG_HORIZON_S = 300.0
 """The long horizon: readings younger than this (relative to the newest)."""
-MAX_SAMPLES = 512
-"""Readings kept per account and window."""
+MAX_SAMPLES = 4096
+"""Readings kept per account and window, at most (within the long horizon)."""
 
 
 @dataclass(frozen=True)
@@ -51,20 +51,67 @@ def reading_of(window: WindowState, observed_at: datetime) -> Reading | None:
 
 
 class Series:
-    """The readings of one window since its last reset (not thread-safe: the tracker locks)."""
+    """The readings of one window since its last reset, within :data:`LONG_HORIZON_S` of the newest
+    (not thread-safe: the tracker locks). Running sums make both slopes O(1) per forecast."""
 
     def __init__(self, maxlen: int = MAX_SAMPLES) -> None:
-        self.readings: deque[Reading] = deque(maxlen=maxlen)
+        self.readings: deque[Reading] = deque()
+        self.maxlen = maxlen
+        self.peak = 0
+        self._t0 = 0.0
+        self._sums = [0.0, 0.0, 0.0, 0.0, 0.0]  # n, t, u, tt, tu (t relative to _t0)
 
     def add(self, reading: Reading) -> None:
-        """Append a reading, restarting the series when the window reset or its limit changed."""
+        """Append a reading, restarting the series when the window reset or its limit changed (the
+        same response seen twice, by its headers and then by its record, counts once)."""
         if self.readings:
             last = self.readings[-1]
-            peak = max(r.used_micro for r in self.readings)
-            rolled = peak > 0 and reading.used_micro <= peak // 2 and reading.at >= last.at
+            if reading == last:
+                return
+            rolled = self.peak > 0 and reading.used_micro <= self.peak // 2 and reading.at >= last.at
             if reading.limit_micro != last.limit_micro or rolled:
-                self.readings.clear()
+                self.clear()
+        if not self.readings:
+            self._t0 = reading.at
         self.readings.append(reading)
+        self.peak = max(self.peak, reading.used_micro)
+        self._count(reading, 1.0)
+        newest = max(reading.at, self.readings[0].at)
+        while len(self.readings) > self.maxlen or (
+            len(self.readings) > 2 and newest - self.readings[0].at > LONG_HORIZON_S
+        ):
+            self._count(self.readings.popleft(), -1.0)
+
+    def clear(self) -> None:
+        """Forget every reading."""
+        self.readings.clear()
+        self.peak = 0
+        self._sums = [0.0, 0.0, 0.0, 0.0, 0.0]
+
+    def _count(self, r: Reading, sign: float) -> None:
+        t = r.at - self._t0
+        u = float(r.used_micro)
+        sums = self._sums
+        sums[0] += sign
+        sums[1] += sign * t
+        sums[2] += sign * u
+        sums[3] += sign * t * t
+        sums[4] += sign * t * u
+
+    def long_slope(self) -> float | None:
+        """The least-squares burn rate over every reading held (the long horizon)."""
+        n, st, su, stt, stu = self._sums
+        if n < 2:
+            return None
+        var = stt - st * st / n
+        if var <= 1e-9:
+            return None
+        return max((stu - st * su / n) / var, 0.0)
+
+    def short_slope(self) -> float | None:
+        """The least-squares burn rate over the last :data:`SHORT_SAMPLES` readings."""
+        k = min(SHORT_SAMPLES, len(self.readings))
+        return slope(self.readings[i] for i in range(len(self.readings) - k, len(self.readings)))
 
 
 def slope(points: Iterable[Reading]) -> float | None:
@@ -204,13 +251,8 @@ def forecast_window(
     mean_cost: Mapping[str, float] | None = None,
 ) -> WindowForecast:
     """One window's forecast from its latest state and its readings (pure: ``now`` is given)."""
-    readings = list(series.readings) if series is not None else []
-    short = slope(readings[-SHORT_SAMPLES:])
-    if readings:
-        newest = readings[-1].at
-        long = slope(r for r in readings if newest - r.at <= LONG_HORIZON_S)
-    else:
-        long = None
+    short = series.short_slope() if series is not None else None
+    long = series.long_slope() if series is not None else None
     calls_left: dict[str, int] = {}
     if window.remaining_micro is not None and mean_cost:
         for kind, mean in mean_cost.items():
@@ -223,7 +265,7 @@ def forecast_window(
         seconds_to_reset=window.seconds_to_reset(now),
         burn_rate_short=short,
         burn_rate_long=long,
-        samples=len(readings),
+        samples=len(series.readings) if series is not None else 0,
         calls_left=calls_left,
     )
 
@@ -237,7 +279,7 @@ def forecast(
 ) -> BudgetForecast:
     """Both windows' forecasts from the latest snapshot and the readings (pure)."""
     snap = snapshot if snapshot is not None else BudgetSnapshot()
-    server_now = now + timedelta(seconds=snap.clock_skew())  # reset times are the server's
+    server_now = now + timedelta(seconds=snap.resolved_skew())  # reset times are the server's
     return BudgetForecast(
         account=snap.account if snapshot is not None else account,
         session=forecast_window(snap.session, series.get("session"), server_now, mean_cost),

@@ -28,7 +28,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal, cast
 
-from nebo_core import estimate
+from nebo_core import estimate, pacing
 from nebo_core.budget import BudgetSnapshot, CallKind, UsageRecord, WindowState
 from nebo_core.caps import (
     SCOPE_LEVEL,
@@ -50,6 +50,8 @@ from nebo_core.decisions import (
     arun_steps,
     run_steps,
 )
+from nebo_core.degrade import Degrade, DegradeState, mid_tool_loop
+from nebo_core.degrade import step as degrade_step
 from nebo_core.errors import NeboBudgetExhausted, NeboConfigurationError, NeboStoreError
 from nebo_core.models import MODELS, get_model
 from nebo_core.store_guard import STORE_CODE, StoreErrorMode, StoreGuard
@@ -65,6 +67,7 @@ MEAN_CACHE_S = 2.0
 """How long a model's observed mean cost is reused before the store is asked again by default (it
 moves slowly; asking every call would cost a round trip)."""
 CAP_CODE = "BUDGET_CAP_REACHED"
+PACE_CODE = "BUDGET_PACED"
 RESERVATION_MARGIN_S = 60.0
 """Added to a call's timeout for its reservation's time-to-live (retry sleeps, settling)."""
 DEFAULT_RESERVATION_TTL_S = 360.0
@@ -208,6 +211,8 @@ class BudgetPolicy:
         wait_jitter: float = 10.0,
         mean_cache_s: float = MEAN_CACHE_S,
         store_retry_s: float = 5.0,
+        pace: pacing.Pace | None = None,
+        degrade: Degrade | None = None,
         clock: Callable[[], datetime] = _utcnow,
     ) -> None:
         self.warn_at = tuple(warn_at)
@@ -221,6 +226,20 @@ class BudgetPolicy:
             on_store_error,
             wait_jitter,
         )
+        if pace is not None and not isinstance(pace, pacing.Pace):
+            raise NeboConfigurationError(
+                f"pace must be a nebo_core.Pace(reserve_fraction=..., ...) or None; got {pace!r}"
+            )
+        if degrade is not None and not isinstance(degrade, Degrade):
+            raise NeboConfigurationError(
+                f"degrade must be a nebo_core.Degrade(chain=..., ...) or None; got {degrade!r}"
+            )
+        self.pace = pace
+        """Spread each window's budget until its reset, fleet-wide (:mod:`nebo_core.pacing`)."""
+        self.degrade = degrade
+        """Cheaper models before a window runs out, the requested one after its reset
+        (:mod:`nebo_core.degrade`)."""
+        self._degraded: dict[str | None, DegradeState] = {}
         self.on_warn = on_warn
         self.max_spend_micro = max_spend_micro
         self.scope = scope
@@ -383,10 +402,12 @@ class BudgetPolicy:
             return cast("BudgetSnapshot | None", shared)
         return mine
 
-    def next_model(self, plan: CallPlan) -> str | None:
-        """The fallback after ``plan.model`` (``None`` at the end of the chain)."""
-        if self.fallback != "auto":
-            chain = [m for m in self.fallback if (s := get_model(m)) is None or s.kind == plan.kind]
+    def next_model(self, plan: CallPlan, chain: Sequence[str] | Literal["auto"] | None = None) -> str | None:
+        """The next cheaper model after ``plan.model`` along ``chain`` (default: ``fallback``;
+        ``None`` at the end of the chain)."""
+        order = self.fallback if chain is None else chain
+        if order != "auto":
+            chain = [m for m in order if (s := get_model(m)) is None or s.kind == plan.kind]
             if plan.model in chain:
                 i = chain.index(plan.model) + 1
                 return chain[i] if i < len(chain) else None
@@ -434,7 +455,41 @@ class BudgetPolicy:
             exhausted = self._exhausted_now((yield from self._snapshot(tracker, plan.account)))
             if exhausted is not None:
                 return (yield from self._exhausted(plan, exhausted, tracker))
+        if self.degrade is not None and plan.kind == "chat" and plan.step == 0 and not plan.paced:
+            plan = self._degrade(plan, tracker)
         return (yield from self._admit(plan, tracker))
+
+    def _degrade(self, plan: CallPlan, tracker: BudgetTracker) -> CallPlan:
+        """``plan`` on the model the forecast calls for (:mod:`nebo_core.degrade`)."""
+        assert self.degrade is not None
+        now = self._clock()
+        forecast = tracker.forecast(plan.account, now)
+        with self._lock:
+            state = self._degraded.get(plan.account, DegradeState())
+            state = degrade_step(state, forecast, self.degrade, now, mid_tool_loop(plan.body))
+            self._degraded[plan.account] = state
+        model = plan.model
+        for _ in range(state.depth):
+            cheaper = self.next_model(replace(plan, model=model), self.degrade.chain)
+            if cheaper is None:
+                break
+            model = cheaper
+        if model != plan.model:
+            binding = forecast.binding
+            logger.info(
+                "Nebo budget forecast: the %s window runs short before its reset; %s -> %s",
+                binding.name if binding is not None else "budget",
+                plan.model,
+                model,
+            )
+            return replace(plan, model=model)
+        return plan
+
+    def degraded_depth(self, account: str | None = None) -> int:
+        """How many steps down the degrade chain ``account``'s chat calls go now (0: none)."""
+        with self._lock:
+            state = self._degraded.get(account)
+            return state.depth if state is not None else 0
 
     def _exhausted_now(self, snapshot: BudgetSnapshot | None) -> NeboBudgetExhausted | None:
         """The budget error ``snapshot`` means for a call now (``None``: it may go)."""
@@ -449,6 +504,10 @@ class BudgetPolicy:
     def _admit(self, plan: CallPlan, tracker: BudgetTracker) -> Steps[Decision]:
         lines = self.lines(plan.scope)
         amount = yield from self.estimate_steps(plan)
+        if self.pace is not None and not plan.paced:
+            paced = yield from self._pace(plan, amount, tracker)
+            if paced is not None:
+                return paced
         result: ReserveResult = yield (
             "reserve_lines",
             (lines, plan.model, amount, self.ttl(plan), plan.account),
@@ -482,6 +541,50 @@ class BudgetPolicy:
             code=CAP_CODE,
         )
         return (yield from self._exhausted(plan, error, tracker))
+
+    def _pace(self, plan: CallPlan, amount: int, tracker: BudgetTracker) -> Steps[Decision | None]:
+        """Book ``plan`` on the fleet's pace schedule (:mod:`nebo_core.pacing`): ``None`` to go now,
+        else a wait for its slot (or, for a held lane, for room or the reset)."""
+        assert self.pace is not None
+        goal = pacing.target(tracker.snapshot_for(plan.account), self.pace, self._clock())
+        if goal is None:
+            return None  # nothing known to pace by yet: the first response tells
+        if pacing.held_until_reset(self.pace, plan.lane, goal):
+            wait = goal.seconds_to_reset + self.wait_margin
+            wait += random.uniform(0.0, self.wait_jitter) if self.wait_jitter else 0.0
+            return self._paced_wait(plan, Wait(wait, plan.model, goal.reset_at, reason="held"), goal)
+        cached = self._means.get(plan.model)
+        cost = cached[0] if cached is not None and cached[0] > 0 else float(amount)
+        rule = self.pace.rule(plan.lane)
+        key = f"pace:{plan.account or '-'}"
+        lane = plan.lane or "main"
+        booking: pacing.Booking = yield (
+            "pace",
+            (key, cost / goal.rate, self.pace.burst_s, rule.tolerance_s, lane),
+        )
+        if booking.booked and booking.wait_s <= 0.0:
+            return None
+        reason: Literal["pace", "held"] = "pace" if booking.booked else "held"
+        return self._paced_wait(plan, Wait(booking.wait_s, plan.model, None, reason=reason), goal)
+
+    def _paced_wait(self, plan: CallPlan, wait: Wait, goal: pacing.PaceTarget) -> Decision:
+        """``wait``, unless it takes this call past ``max_wait`` in all: then a refusal."""
+        if plan.held_s + wait.seconds <= self.max_wait:
+            return wait
+        return Refuse(
+            NeboBudgetExhausted(
+                f"pacing would hold this {plan.lane or 'main'}-lane call "
+                f"{plan.held_s + wait.seconds:.0f} s in all (over max_wait={self.max_wait:.0f} s): the "
+                f"{goal.window} window is {goal.used_fraction:.0%} used and paced at {goal.rate:.0f} "
+                "microdollars/s until its reset. Raise max_wait, lower "
+                "Pace(reserve_fraction=), or send the call on a higher-priority lane",
+                window=goal.window,
+                reset_at=goal.reset_at,
+                scope=scope_label(normalize_scope(plan.scope, self.scope)),
+                code=PACE_CODE,
+            ),
+            plan.model,
+        )
 
     def _exhausted(
         self, plan: CallPlan, error: NeboBudgetExhausted, tracker: BudgetTracker
@@ -538,7 +641,8 @@ class BudgetPolicy:
     def check_steps(self, plan: CallPlan, tracker: BudgetTracker) -> Steps[Decision]:
         """What a call would be told now, without holding a reservation (for hooks such as agent
         middleware that decide ahead of the model, which reserves for itself)."""
-        decision = yield from self.decide_steps(plan, tracker)
+        # A check books no pace slot and moves no degrade step: the call it checks for does that.
+        decision = yield from self.decide_steps(replace(plan, paced=True), tracker)
         if isinstance(decision, Go) and decision.reservation is not None:
             yield ("release", (decision.reservation,))
             decision = replace(decision, reservation=None)
@@ -747,6 +851,7 @@ __all__ = [
     "DEFAULT_RESERVATION_TTL_S",
     "EXHAUSTED_TRUST_S",
     "MEAN_CACHE_S",
+    "PACE_CODE",
     "RESERVATION_MARGIN_S",
     "STORE_CODE",
     "BudgetPolicy",

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nebo_core.budget import BudgetSnapshot, UsageRecord
+from nebo_core.forecast import BudgetForecast
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,8 @@ class ChatCompletion:
     records: tuple[UsageRecord, ...] = ()
     """Every usage record of the call: attempts that may have been billed (charged at an estimate,
     then retried), then :attr:`usage`. Their costs sum to what the call cost."""
+    forecast: BudgetForecast | None = None
+    """Where the account's windows are heading, as of this response (:mod:`nebo_core.forecast`)."""
 
     @property
     def message(self) -> dict[str, Any]:

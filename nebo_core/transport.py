@@ -335,6 +335,7 @@ class _TransportBase:
             account=self.settings.account,
             secrets=self.settings.secrets,
             server=self.settings.base_url,
+            lane=request.headers.get("x-lane") or self.settings.lane,
         )
         return ex, (request, headers), include_usage
 

@@ -29,7 +29,9 @@ class EmulatorClock:
     """
 
     def __init__(self, start: datetime | None = None, *, frozen: bool = True) -> None:
-        base = start if start is not None else datetime.now(timezone.utc).replace(microsecond=0)
+        now = datetime.now(timezone.utc)
+        # A frozen clock starts on a whole second (exact headers); a ticking one keeps real time.
+        base = start if start is not None else (now.replace(microsecond=0) if frozen else now)
         if base.tzinfo is None:
             base = base.replace(tzinfo=timezone.utc)
         self._base = base.astimezone(timezone.utc)

@@ -7,13 +7,21 @@ store is built from a URL).
 
 from __future__ import annotations
 
-from nebo_core.stores._base import BudgetStore, Reservation, ReserveResult, decode_snapshot, encode_snapshot
+from nebo_core.stores._base import (
+    BudgetStore,
+    LineUsage,
+    Reservation,
+    ReserveResult,
+    decode_snapshot,
+    encode_snapshot,
+)
 from nebo_core.stores._memory import InMemoryBudgetStore
 from nebo_core.stores._redis import RedisBudgetStore
 
 __all__ = [
     "BudgetStore",
     "InMemoryBudgetStore",
+    "LineUsage",
     "RedisBudgetStore",
     "Reservation",
     "ReserveResult",

@@ -25,10 +25,11 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from nebo_core.budget import BudgetSnapshot, WindowState
 from nebo_core.caps import ROLLING_BUCKETS, CapLine
+from nebo_core.pacing import Booking, PaceBook
 
 GONE_TTL_S = 86_400.0
 """How long an expired (charged) reservation is remembered: a late settlement within it corrects
@@ -64,6 +65,24 @@ class Reservation:
     def keys(self) -> tuple[str, ...]:
         """The store keys this reservation holds."""
         return tuple(line.key for line in self.lines) if self.lines else (self.scope,)
+
+
+@dataclass(frozen=True)
+class LineUsage:
+    """One store line as it stands: for views such as ``nebo top``."""
+
+    key: str
+    """The line key (:attr:`CapLine.key <nebo_core.caps.CapLine.key>`)."""
+    spent_micro: int
+    """Settled spend (a rolling line: within its window), estimates of expired holds included."""
+    reserved_micro: int
+    """Held by live reservations."""
+    in_flight: int
+    """Live reservations on this line."""
+    uncertain_micro: int
+    """The part of :attr:`spent_micro` that is estimates."""
+    cap_micro: int | None
+    """The cap last reserved against (``None``: uncapped, or unknown)."""
 
 
 @dataclass(frozen=True)
@@ -105,6 +124,31 @@ class BudgetStore(ABC):
         """:meth:`reserve_lines` on the one line ``scope`` (the flat cap of earlier versions)."""
         return self.reserve_lines([CapLine(scope, cap_micro, window_of(scope))], model, amount_micro, ttl_s)
 
+    def pace(
+        self, key: str, interval_s: float, burst_s: float, tolerance_s: float | None, lane: str = "main"
+    ) -> Booking:
+        """Book ``interval_s`` seconds on the pace schedule ``key`` (:mod:`nebo_core.pacing`),
+        atomically for every user of this store, and count the answer for ``lane``. This default
+        keeps the schedule in this process; a networked store overrides it so a fleet shares one."""
+        return self._pace_book().book(key, interval_s, burst_s, tolerance_s, lane)
+
+    async def apace(
+        self, key: str, interval_s: float, burst_s: float, tolerance_s: float | None, lane: str = "main"
+    ) -> Booking:
+        """The async twin of :meth:`pace`."""
+        return self.pace(key, interval_s, burst_s, tolerance_s, lane)
+
+    def lanes(self) -> dict[str, dict[str, int]]:
+        """Pace bookings and holds per lane (``{"main": {"booked": 12, "held": 0}}``), fleet-wide
+        for a networked store: what ``nebo top`` shows."""
+        return self._pace_book().lanes()
+
+    def _pace_book(self) -> PaceBook:
+        book = self.__dict__.get("_pace_schedule")
+        if book is None:
+            book = self.__dict__.setdefault("_pace_schedule", PaceBook())
+        return cast(PaceBook, book)
+
     @abstractmethod
     def commit(
         self,
@@ -137,6 +181,11 @@ class BudgetStore(ABC):
     @abstractmethod
     def reserved(self, scope: str) -> int:
         """Microdollars held by live (unexpired) reservations on line ``scope``."""
+
+    @abstractmethod
+    def lines(self) -> list[LineUsage]:
+        """Every line reserved against since the last :meth:`reset`, sorted by key, as it stands now
+        (expired reservations charged first, as every step does)."""
 
     @abstractmethod
     def mean_cost(self, model: str) -> float | None:
@@ -201,6 +250,10 @@ class BudgetStore(ABC):
     async def areserved(self, scope: str) -> int:
         """The async twin of :meth:`reserved`."""
         return self.reserved(scope)
+
+    async def alines(self) -> list[LineUsage]:
+        """The async twin of :meth:`lines`."""
+        return self.lines()
 
     async def amean_cost(self, model: str) -> float | None:
         """The async twin of :meth:`mean_cost`."""

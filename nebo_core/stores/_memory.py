@@ -20,6 +20,7 @@ from nebo_core.stores._base import (
     DONE_TTL_S,
     GONE_TTL_S,
     BudgetStore,
+    LineUsage,
     Reservation,
     ReserveResult,
     bucket_of,
@@ -45,6 +46,8 @@ class InMemoryBudgetStore(BudgetStore):
         """Expired reservations charged on every line: id -> (amount, forget at), oldest first."""
         self._done: OrderedDict[str, float] = OrderedDict()
         """Settled reservation ids -> forget at, oldest first: a repeated settlement is ignored."""
+        self._caps: dict[str, int | None] = {}
+        """Every line reserved against -> the cap it was last reserved against."""
 
     def __repr__(self) -> str:
         return f"InMemoryBudgetStore(scopes={len(self._spent)})"
@@ -117,6 +120,8 @@ class InMemoryBudgetStore(BudgetStore):
         shared = self._snapshots.get(account)
         with self._lock:
             now = self._clock()
+            for line in lines:
+                self._caps[line.key] = line.cap_micro
             states = []
             for line in lines:
                 held = self._live(line.key, now)
@@ -173,6 +178,24 @@ class InMemoryBudgetStore(BudgetStore):
         with self._lock:
             return sum(amount for amount, _ in self._live(scope, self._clock()).values())
 
+    def lines(self) -> list[LineUsage]:
+        with self._lock:
+            now = self._clock()
+            out = []
+            for key in sorted(self._caps):
+                held = self._live(key, now)
+                out.append(
+                    LineUsage(
+                        key,
+                        self._spent_now(key, now),
+                        sum(amount for amount, _ in held.values()),
+                        len(held),
+                        self._uncertain.get(key, 0),
+                        self._caps[key],
+                    )
+                )
+            return out
+
     def mean_cost(self, model: str) -> float | None:
         with self._lock:
             total, count = self._stats.get(model, (0, 0))
@@ -201,5 +224,7 @@ class InMemoryBudgetStore(BudgetStore):
                 self._uncertain,
                 self._gone,
                 self._done,
+                self._caps,
             ):
                 table.clear()
+        self._pace_book().reset()

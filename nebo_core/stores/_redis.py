@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import json
 import sys
 import threading
 import uuid
@@ -39,152 +40,19 @@ from typing import Any
 from nebo_core._loops import LoopCloser, close_with_loop
 from nebo_core._version import __version__
 from nebo_core.budget import BudgetSnapshot
-from nebo_core.caps import ROLLING_BUCKETS, CapLine
+from nebo_core.caps import CapLine
 from nebo_core.errors import NeboConfigurationError, NeboStoreError, NeboStoreStateLost
+from nebo_core.pacing import Booking
+from nebo_core.stores import _redis_lua as lua
 from nebo_core.stores._base import (
-    DONE_TTL_S,
-    GONE_TTL_S,
     BudgetStore,
+    LineUsage,
     Reservation,
     ReserveResult,
     decode_snapshot,
     encode_snapshot,
     window_of,
 )
-
-# Every scope script: KEYS 1 spent hash, 2 uncertain hash, 3 stats hash, 4 settled zset, 5 generation,
-# 6 the account's snapshot hash; then five per line: held zset (id -> expiry), amounts hash (id ->
-# amount), gone hash (expired id -> amount charged), gone-at zset (expired id -> when to forget),
-# rolling buckets hash.
-# ARGV 1 expected generation, 2 line count n, then three per line: key, cap (-1: none), window (0: none).
-_PRELUDE = f"""
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local gen = redis.call('GET', KEYS[5])
-if gen ~= ARGV[1] then return redis.error_reply('NEBO_STATE_LOST') end
-local n = tonumber(ARGV[2])
-local rest = 2 + 3 * n
-local function lk(j, i) return KEYS[6 + (j - 1) * 5 + i] end
-local function la(j, i) return ARGV[2 + (j - 1) * 3 + i] end
-local function bucket(w) return string.format('%d', math.floor(now / (w / {ROLLING_BUCKETS}))) end
-local function add(j, amount)
-  amount = string.format('%d', amount)  -- an integer's text: never "-0" or "1e+15"
-  redis.call('HINCRBY', KEYS[1], la(j, 1), amount)
-  local w = tonumber(la(j, 3))
-  if w > 0 then redis.call('HINCRBY', lk(j, 5), bucket(w), amount) end
-end
-local function spent(j)
-  local w = tonumber(la(j, 3))
-  if w <= 0 then return tonumber(redis.call('HGET', KEYS[1], la(j, 1)) or '0') end
-  local oldest = math.floor(now / (w / {ROLLING_BUCKETS})) - {ROLLING_BUCKETS}
-  local total = 0
-  local buckets = redis.call('HGETALL', lk(j, 5))
-  for i = 1, #buckets, 2 do
-    if tonumber(buckets[i]) <= oldest then redis.call('HDEL', lk(j, 5), buckets[i])
-    else total = total + tonumber(buckets[i + 1]) end
-  end
-  return total
-end
-local function purge(j)
-  local expired = redis.call('ZRANGEBYSCORE', lk(j, 1), '-inf', now)
-  for _, id in ipairs(expired) do
-    local amount = redis.call('HGET', lk(j, 2), id)
-    if amount then
-      add(j, tonumber(amount))
-      redis.call('HINCRBY', KEYS[2], la(j, 1), amount)
-      redis.call('HSET', lk(j, 3), id, amount)
-      redis.call('ZADD', lk(j, 4), now + {GONE_TTL_S}, id)
-      redis.call('HDEL', lk(j, 2), id)
-    end
-  end
-  if #expired > 0 then redis.call('ZREMRANGEBYSCORE', lk(j, 1), '-inf', now) end
-  local old = redis.call('ZRANGEBYSCORE', lk(j, 4), '-inf', now)
-  if #old > 0 then
-    redis.call('ZREMRANGEBYSCORE', lk(j, 4), '-inf', now)
-    redis.call('HDEL', lk(j, 3), unpack(old))
-  end
-  local reserved = 0
-  for _, v in ipairs(redis.call('HVALS', lk(j, 2))) do reserved = reserved + tonumber(v) end
-  return reserved
-end
-"""
-# ARGV after the lines: id, amount, ttl. Reply: {granted, spent, reserved, line judged, snapshot json}.
-_RESERVE = (
-    _PRELUDE
-    + """
-local amount = tonumber(ARGV[rest + 2])
-local first = nil
-for j = 1, n do
-  local reserved = purge(j)
-  local s = spent(j)
-  if j == 1 then first = {s, reserved} end
-  local cap = tonumber(la(j, 2))
-  if cap >= 0 and s + reserved + amount > cap then
-    return {0, s, reserved, j, redis.call('HGET', KEYS[6], 'json') or ''}
-  end
-end
-for j = 1, n do
-  redis.call('ZADD', lk(j, 1), now + tonumber(ARGV[rest + 3]), ARGV[rest + 1])
-  redis.call('HSET', lk(j, 2), ARGV[rest + 1], amount)
-end
-return {1, first[1], first[2], 1, redis.call('HGET', KEYS[6], 'json') or ''}
-"""
-)
-# ARGV after the lines: id, cost (-1: a release), model, observed, estimated, and a snapshot to
-# publish (observed_at, json; empty: none). Reply: {applied, spent}.
-_SETTLE = (
-    _PRELUDE
-    + f"""
-local id = ARGV[rest + 1]
-if ARGV[rest + 7] ~= '' then
-  local at = redis.call('HGET', KEYS[6], 'at')
-  if not at or tonumber(at) <= tonumber(ARGV[rest + 6]) then
-    redis.call('HSET', KEYS[6], 'at', ARGV[rest + 6], 'json', ARGV[rest + 7])
-  end
-end
-redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now)
-if redis.call('ZSCORE', KEYS[4], id) then return {{0, spent(1)}} end
-redis.call('ZADD', KEYS[4], now + {DONE_TTL_S}, id)
-local cost = tonumber(ARGV[rest + 2])
-for j = 1, n do
-  redis.call('ZREM', lk(j, 1), id)
-  redis.call('HDEL', lk(j, 2), id)
-  local charged = redis.call('HGET', lk(j, 3), id)
-  if charged then
-    add(j, -tonumber(charged))
-    redis.call('HINCRBY', KEYS[2], la(j, 1), string.format('%d', -tonumber(charged)))
-    redis.call('HDEL', lk(j, 3), id)
-    redis.call('ZREM', lk(j, 4), id)
-  end
-  if cost >= 0 then
-    add(j, cost)
-    if ARGV[rest + 5] == '1' then redis.call('HINCRBY', KEYS[2], la(j, 1), cost) end
-  end
-end
-if cost >= 0 and ARGV[rest + 4] == '1' then
-  redis.call('HINCRBY', KEYS[3], ARGV[rest + 3] .. '|sum', cost)
-  redis.call('HINCRBY', KEYS[3], ARGV[rest + 3] .. '|n', 1)
-end
-return {{1, spent(1)}}
-"""
-)
-# One line: {spent, uncertain, reserved}.
-_TOTALS = (
-    _PRELUDE
-    + """
-local reserved = purge(1)
-return {spent(1), tonumber(redis.call('HGET', KEYS[2], la(1, 1)) or '0'), reserved}
-"""
-)
-# KEYS: generation. ARGV: a fresh marker. The marker in force (this one, if there was none).
-_GENERATION = "redis.call('SET', KEYS[1], ARGV[1], 'NX') return redis.call('GET', KEYS[1])"
-# KEYS: snapshot hash. ARGV: observed_at (epoch seconds), json.
-_PUBLISH = """
-local at = redis.call('HGET', KEYS[1], 'at')
-if at and tonumber(at) > tonumber(ARGV[1]) then return 0 end
-redis.call('HSET', KEYS[1], 'at', ARGV[1], 'json', ARGV[2])
-return 1
-"""
 
 _Call = tuple[list[str], list[Any]]
 """The keys and arguments of one script call."""
@@ -199,13 +67,27 @@ class _Scripts:
     reserve: Any
     settle: Any
     totals: Any
+    lines: Any
     generation: Any
     publish: Any
+    pace: Any
 
     @classmethod
     def on(cls, client: Any) -> _Scripts:
-        texts = (_RESERVE, _SETTLE, _TOTALS, _GENERATION, _PUBLISH)
+        texts = (lua.RESERVE, lua.SETTLE, lua.TOTALS, lua.LINES, lua.GENERATION, lua.PUBLISH, lua.PACE)
         return cls(client, *(client.register_script(text) for text in texts))
+
+
+def _line_spec(lines: Sequence[CapLine]) -> str:
+    """The scripts' view of a set of lines, as one JSON argument: key, cap (``-1``: none) and
+    window seconds (``0``: none) per line. It is also the hold's record, so any process can
+    charge a hold that expires."""
+    spec: list[Any] = []
+    for line in lines:
+        window = line.window_s if line.window_s is not None else window_of(line.key)
+        w = int(window) if window is not None and window == int(window) else (window or 0)
+        spec += [line.key, -1 if line.cap_micro is None else line.cap_micro, w]
+    return json.dumps(spec, separators=(",", ":"))
 
 
 @dataclass(frozen=True)
@@ -237,18 +119,6 @@ def _with_driver_info(redis: Any, redis_kwargs: dict[str, Any]) -> dict[str, Any
     return {**redis_kwargs, "driver_info": info}
 
 
-def _reserve_result(
-    rid: str, lines: Sequence[CapLine], model: str, amount_micro: int, reply: Any
-) -> ReserveResult:
-    ok, spent, reserved, judged, shared = reply
-    line = lines[int(judged) - 1]
-    snapshot = _snapshot(shared)
-    if not int(ok):
-        return ReserveResult(None, int(spent), int(reserved), line, snapshot)
-    reservation = Reservation(rid, lines[0].key, amount_micro, model, tuple(lines))
-    return ReserveResult(reservation, int(spent), int(reserved), line, snapshot)
-
-
 def _mean(reply: Any) -> float | None:
     total, count = reply
     return int(total) / int(count) if count and int(count) else None
@@ -256,6 +126,11 @@ def _mean(reply: Any) -> float | None:
 
 def _snapshot(reply: Any) -> BudgetSnapshot | None:
     return decode_snapshot(reply) if reply else None
+
+
+def _at(snapshot: BudgetSnapshot) -> str:
+    """A snapshot's ``observed_at`` as the scripts store and compare it."""
+    return f"{snapshot.observed_at.timestamp():.6f}"
 
 
 def _store_error(exc: BaseException, namespace: str) -> NeboStoreError:
@@ -311,6 +186,11 @@ class RedisBudgetStore(BudgetStore):
         self._lock = threading.Lock()
         self._generation: str | None = None
         """The state generation this store has seen (read or written on first use)."""
+        self._keys_by_account: dict[str | None, list[str]] = {}
+        self._specs: dict[tuple[Any, ...], str] = {}
+        self._shared: dict[str | None, tuple[str, BudgetSnapshot]] = {}
+        """Account -> the stored snapshot this store last read or wrote (its ``at`` and itself): a
+        reservation fetches the stored one only when it is another."""
 
     @classmethod
     def from_url(
@@ -410,25 +290,64 @@ class RedisBudgetStore(BudgetStore):
         if entry is not None:
             await entry.closer.aclose()
 
-    # -- keys and arguments (shared by the sync and async methods) -------------------------
+    # -- keys, arguments and replies (pure, shared by the sync and async methods) ---------
 
     def _key(self, name: str) -> str:
         return f"{self._prefix}:{name}"
 
-    def _scope_call(
-        self, lines: Sequence[CapLine], generation: str, *tail: Any, account: str | None = None
-    ) -> _Call:
-        keys = [self._key(n) for n in ("spent", "uncertain", "stats", "settled", "generation")]
-        keys.append(self._snapshot_key(account))
-        args: list[Any] = [generation, len(lines)]
-        for line in lines:
-            keys += [self._key(f"{kind}:{line.key}") for kind in ("held", "amt", "gone", "gone-at", "roll")]
-            window = line.window_s if line.window_s is not None else window_of(line.key)
-            args += [line.key, -1 if line.cap_micro is None else line.cap_micro, window or 0]
-        return keys, [*args, *tail]
+    def _keys(self, account: str | None) -> list[str]:
+        keys = self._keys_by_account.get(account)
+        if keys is None:
+            names = ("generation", "lines", "holds", "timers", "stats")
+            keys = [*(self._key(n) for n in names), self._snapshot_key(account)]
+            if len(self._keys_by_account) > 1024:
+                self._keys_by_account.clear()
+            self._keys_by_account[account] = keys
+        return keys
 
-    def _lines(self, reservation: Reservation) -> list[CapLine]:
-        return list(reservation.lines) or [CapLine(reservation.scope, None, window_of(reservation.scope))]
+    def _spec(self, lines: Sequence[CapLine]) -> str:
+        # Built once per set of lines (a scope in its period): a call only looks it up.
+        cache_key = tuple((line.key, line.cap_micro, line.window_s) for line in lines)
+        found = self._specs.get(cache_key)
+        if found is None:
+            found = _line_spec(lines)
+            if len(self._specs) > 4096:
+                self._specs.clear()
+            self._specs[cache_key] = found
+        return found
+
+    def _reserve_call(
+        self,
+        lines: Sequence[CapLine],
+        generation: str,
+        rid: str,
+        amount: int,
+        ttl: float,
+        account: str | None,
+    ) -> _Call:
+        known = self._shared.get(account)
+        at = known[0] if known is not None else ""
+        return self._keys(account), [generation, self._spec(lines), rid, amount, ttl, at]
+
+    def _reserve_result(
+        self, rid: str, lines: Sequence[CapLine], model: str, amount: int, account: str | None, reply: Any
+    ) -> ReserveResult:
+        ok, spent, reserved, judged, at, shared = reply
+        line = lines[int(judged) - 1]
+        snapshot = None
+        if shared:  # newer than the one this store holds for the account: decoded once, kept
+            snapshot = decode_snapshot(shared)
+            self._shared[account] = (_text(at), snapshot)
+        elif at:
+            known = self._shared.get(account)
+            snapshot = known[1] if known is not None and known[0] == _text(at) else None
+        if not int(ok):
+            return ReserveResult(None, int(spent), int(reserved), line, snapshot)
+        reservation = Reservation(rid, lines[0].key, amount, model, tuple(lines))
+        return ReserveResult(reservation, int(spent), int(reserved), line, snapshot)
+
+    def _lines_of(self, reservation: Reservation) -> Sequence[CapLine]:
+        return reservation.lines or (CapLine(reservation.scope, None, window_of(reservation.scope)),)
 
     def _settle_call(
         self,
@@ -443,16 +362,26 @@ class RedisBudgetStore(BudgetStore):
         if snapshot is None:
             tail += ["", ""]
         else:
-            tail += [f"{snapshot.observed_at.timestamp():.6f}", encode_snapshot(snapshot)]
+            tail += [_at(snapshot), encode_snapshot(snapshot)]
         account = snapshot.account if snapshot is not None else None
-        return self._scope_call(self._lines(reservation), generation, *tail, account=account)
+        return self._keys(account), [generation, self._spec(self._lines_of(reservation)), *tail]
+
+    def _settled(self, snapshot: BudgetSnapshot | None, reply: Any) -> int:
+        if snapshot is not None and int(reply[2]):  # stored: the next reservation need not fetch it
+            self._shared[snapshot.account] = (_at(snapshot), snapshot)
+        return int(reply[1])
+
+    def _totals_call(self, scope: str, generation: str) -> _Call:
+        return self._keys(None), [generation, self._spec((CapLine(scope, None, window_of(scope)),))]
+
+    def _lines_call(self, generation: str) -> _Call:
+        return self._keys(None), [generation, "[]"]
 
     def _stats_fields(self, model: str) -> tuple[str, str, str]:
         return self._key("stats"), f"{model}|sum", f"{model}|n"
 
     def _publish_call(self, snapshot: BudgetSnapshot) -> _Call:
-        at = f"{snapshot.observed_at.timestamp():.6f}"
-        return [self._snapshot_key(snapshot.account)], [at, encode_snapshot(snapshot)]
+        return [self._snapshot_key(snapshot.account)], [_at(snapshot), encode_snapshot(snapshot)]
 
     def _snapshot_key(self, account: str | None) -> str:
         return self._key(f"snapshot:{account or '-'}")
@@ -465,6 +394,7 @@ class RedisBudgetStore(BudgetStore):
         whatever Redis holds now, writing a new generation marker if there is none. Caps start
         again from what is stored, so do this only once the loss is understood."""
         self._generation = None
+        self._shared.clear()
 
     # -- sync -----------------------------------------------------------------------------
 
@@ -491,8 +421,9 @@ class RedisBudgetStore(BudgetStore):
         account: str | None = None,
     ) -> ReserveResult:
         rid = uuid.uuid4().hex
-        keys, args = self._scope_call(lines, self._gen(), rid, amount_micro, ttl_s, account=account)
-        return _reserve_result(rid, lines, model, amount_micro, self._run(self._conn().reserve, keys, args))
+        keys, args = self._reserve_call(lines, self._gen(), rid, amount_micro, ttl_s, account)
+        reply = self._run(self._conn().reserve, keys, args)
+        return self._reserve_result(rid, lines, model, amount_micro, account, reply)
 
     def commit(
         self,
@@ -503,14 +434,14 @@ class RedisBudgetStore(BudgetStore):
         snapshot: BudgetSnapshot | None = None,
     ) -> int:
         keys, args = self._settle_call(reservation, cost_micro, observed, estimated, snapshot, self._gen())
-        return int(self._run(self._conn().settle, keys, args)[1])
+        return self._settled(snapshot, self._run(self._conn().settle, keys, args))
 
     def release(self, reservation: Reservation) -> None:
         keys, args = self._settle_call(reservation, -1, False, False, None, self._gen())
         self._run(self._conn().settle, keys, args)
 
     def _totals(self, scope: str) -> list[Any]:
-        keys, args = self._scope_call([CapLine(scope, None, window_of(scope))], self._gen())
+        keys, args = self._totals_call(scope, self._gen())
         return list(self._run(self._conn().totals, keys, args))
 
     def spent(self, scope: str) -> int:
@@ -521,6 +452,10 @@ class RedisBudgetStore(BudgetStore):
 
     def reserved(self, scope: str) -> int:
         return int(self._totals(scope)[2])
+
+    def lines(self) -> list[LineUsage]:
+        keys, args = self._lines_call(self._gen())
+        return _usages(self._run(self._conn().lines, keys, args))
 
     def mean_cost(self, model: str) -> float | None:
         conn = self._conn()
@@ -537,12 +472,31 @@ class RedisBudgetStore(BudgetStore):
         key = self._snapshot_key(account)
         return _snapshot(self._run(lambda keys, args: conn.client.hget(key, "json"), [], []))
 
+    def _pace_call(
+        self, key: str, interval_s: float, burst_s: float, tolerance_s: float | None, lane: str
+    ) -> _Call:
+        tolerance = -1.0 if tolerance_s is None else tolerance_s
+        return [self._key(key), self._key("lanes")], [interval_s, burst_s, tolerance, lane]
+
+    def pace(
+        self, key: str, interval_s: float, burst_s: float, tolerance_s: float | None, lane: str = "main"
+    ) -> Booking:
+        keys, args = self._pace_call(key, interval_s, burst_s, tolerance_s, lane)
+        booked, wait = self._run(self._conn().pace, keys, args)
+        return Booking(bool(int(booked)), float(wait))
+
+    def lanes(self) -> dict[str, dict[str, int]]:
+        conn = self._conn()
+        key = self._key("lanes")
+        return _lane_counts(self._run(lambda keys, args: conn.client.hgetall(key), [], []))
+
     def reset(self) -> None:
         client = self._conn().client
         keys = list(client.scan_iter(match=f"{self._prefix}:*"))
         if keys:
             client.delete(*keys)
         self._generation = None
+        self._shared.clear()
 
     # -- async: the same calls, awaited (or the sync ones in a thread, without an async client)
 
@@ -572,10 +526,9 @@ class RedisBudgetStore(BudgetStore):
         if conn is None:
             return await asyncio.to_thread(self.reserve_lines, lines, model, amount_micro, ttl_s, account)
         rid = uuid.uuid4().hex
-        keys, args = self._scope_call(
-            lines, await self._agen(conn), rid, amount_micro, ttl_s, account=account
-        )
-        return _reserve_result(rid, lines, model, amount_micro, await self._arun(conn.reserve, keys, args))
+        keys, args = self._reserve_call(lines, await self._agen(conn), rid, amount_micro, ttl_s, account)
+        reply = await self._arun(conn.reserve, keys, args)
+        return self._reserve_result(rid, lines, model, amount_micro, account, reply)
 
     async def acommit(
         self,
@@ -592,7 +545,7 @@ class RedisBudgetStore(BudgetStore):
             )
         generation = await self._agen(conn)
         keys, args = self._settle_call(reservation, cost_micro, observed, estimated, snapshot, generation)
-        return int((await self._arun(conn.settle, keys, args))[1])
+        return self._settled(snapshot, await self._arun(conn.settle, keys, args))
 
     async def arelease(self, reservation: Reservation) -> None:
         conn = await self._aconn()
@@ -605,7 +558,7 @@ class RedisBudgetStore(BudgetStore):
         conn = await self._aconn()
         if conn is None:
             return None
-        keys, args = self._scope_call([CapLine(scope, None, window_of(scope))], await self._agen(conn))
+        keys, args = self._totals_call(scope, await self._agen(conn))
         return list(await self._arun(conn.totals, keys, args))
 
     async def aspent(self, scope: str) -> int:
@@ -619,6 +572,13 @@ class RedisBudgetStore(BudgetStore):
     async def areserved(self, scope: str) -> int:
         totals = await self._atotals(scope)
         return int(totals[2]) if totals is not None else await asyncio.to_thread(self.reserved, scope)
+
+    async def alines(self) -> list[LineUsage]:
+        conn = await self._aconn()
+        if conn is None:
+            return await asyncio.to_thread(self.lines)
+        keys, args = self._lines_call(await self._agen(conn))
+        return _usages(await self._arun(conn.lines, keys, args))
 
     async def amean_cost(self, model: str) -> float | None:
         conn = await self._aconn()
@@ -643,6 +603,16 @@ class RedisBudgetStore(BudgetStore):
         client, key = conn.client, self._snapshot_key(account)
         return _snapshot(await self._arun(lambda keys, args: client.hget(key, "json"), [], []))
 
+    async def apace(
+        self, key: str, interval_s: float, burst_s: float, tolerance_s: float | None, lane: str = "main"
+    ) -> Booking:
+        conn = await self._aconn()
+        if conn is None:
+            return await asyncio.to_thread(self.pace, key, interval_s, burst_s, tolerance_s, lane)
+        keys, args = self._pace_call(key, interval_s, burst_s, tolerance_s, lane)
+        booked, wait = await self._arun(conn.pace, keys, args)
+        return Booking(bool(int(booked)), float(wait))
+
     async def areset(self) -> None:
         conn = await self._aconn()
         if conn is None:
@@ -651,6 +621,35 @@ class RedisBudgetStore(BudgetStore):
         if keys:
             await conn.client.delete(*keys)
         self._generation = None
+        self._shared.clear()
+
+
+def _lane_counts(reply: Any) -> dict[str, dict[str, int]]:
+    """The lanes hash (``main|booked`` -> n) as ``{lane: {"booked": n, "held": m}}``."""
+    out: dict[str, dict[str, int]] = {}
+    for field, value in (reply or {}).items():
+        lane, _, kind = _text(field).rpartition("|")
+        out.setdefault(lane, {"booked": 0, "held": 0})[kind] = int(value)
+    return out
+
+
+def _usages(reply: Any) -> list[LineUsage]:
+    """The ``LINES`` script's flat reply as sorted :class:`LineUsage` rows."""
+    rows = []
+    for i in range(0, len(reply), 6):
+        key, spent, reserved, count, uncertain, cap = reply[i : i + 6]
+        cap_micro = int(cap)
+        rows.append(
+            LineUsage(
+                _text(key),
+                int(spent),
+                int(reserved),
+                int(count),
+                int(uncertain),
+                None if cap_micro < 0 else cap_micro,
+            )
+        )
+    return sorted(rows, key=lambda row: row.key)
 
 
 def _close_sync(client: Any) -> None:

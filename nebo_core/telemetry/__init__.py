@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ENV_COST_SEMCONV",
+    "ENV_LANGFUSE_COST",
     "OFF",
     "CallTelemetry",
     "begin",
@@ -48,6 +49,8 @@ __all__ = [
 
 ENV_COST_SEMCONV = "NEBO_OTEL_EMIT_COST_SEMCONV"
 """``1`` / ``true``: also emit the proposed ``gen_ai.usage.cost.*`` attributes (not yet a convention)."""
+ENV_LANGFUSE_COST = "NEBO_OTEL_LANGFUSE_COST"
+"""``1`` / ``true``: put the exact cost where Langfuse reads it (``langfuse.observation.*``)."""
 _NO_PROVIDER = frozenset(
     {"ProxyTracerProvider", "NoOpTracerProvider", "_DefaultTracerProvider", "_ProxyMeterProvider"}
     | {"NoOpMeterProvider", "_DefaultMeterProvider"}
@@ -62,6 +65,7 @@ _enabled = True
 _tracer_provider: Any = None
 _meter_provider: Any = None
 _cost_semconv: bool | None = None
+_langfuse_cost: bool | None = None
 _generation = 0
 _fixed: Instruments | None = None
 """Instruments whose providers can no longer change (set globally, or both given): used as they are."""
@@ -73,29 +77,35 @@ def instrument(
     tracer_provider: Any = None,
     meter_provider: Any = None,
     emit_cost_semconv: bool | None = None,
+    langfuse_cost: bool | None = None,
 ) -> None:
     """Emit Nebo's spans and metrics to these providers (``None``: the global one, the default).
 
     ``emit_cost_semconv`` adds the proposed ``gen_ai.usage.cost.*`` attributes (default: the
-    ``NEBO_OTEL_EMIT_COST_SEMCONV`` variable). Without a call, the global providers are used
-    once set. Calls already started keep the providers they started with."""
+    ``NEBO_OTEL_EMIT_COST_SEMCONV`` variable). ``langfuse_cost`` gives Langfuse the exact cost
+    (default: the ``NEBO_OTEL_LANGFUSE_COST`` variable): on the Langfuse generation the call
+    runs in (a LangChain or ``@observe`` generation), else on Nebo's own span, made a Langfuse
+    generation. Without a call, the global providers are used once set. Calls already started
+    keep the providers they started with."""
     for given, method in ((tracer_provider, "get_tracer"), (meter_provider, "get_meter")):
         if given is not None and not callable(getattr(given, method, None)):
             raise NeboConfigurationError(
                 f"{type(given).__name__} is not an OpenTelemetry provider (it has no {method}())"
             )
-    _configure(True, tracer_provider, meter_provider, emit_cost_semconv)
+    _configure(True, tracer_provider, meter_provider, emit_cost_semconv, langfuse_cost)
 
 
 def uninstrument() -> None:
     """Emit nothing from Nebo calls, whatever providers are set (until :func:`instrument`)."""
-    _configure(False, None, None, None)
+    _configure(False, None, None, None, None)
 
 
-def _configure(enabled: bool, tracer: Any, meter: Any, cost: bool | None) -> None:
-    global _enabled, _tracer_provider, _meter_provider, _cost_semconv, _generation, _fixed, _recent
+def _configure(enabled: bool, tracer: Any, meter: Any, cost: bool | None, langfuse: bool | None) -> None:
+    global _enabled, _tracer_provider, _meter_provider, _cost_semconv, _langfuse_cost
+    global _generation, _fixed, _recent
     with _lock:
         _enabled, _tracer_provider, _meter_provider, _cost_semconv = enabled, tracer, meter, cost
+        _langfuse_cost = langfuse
         _generation += 1
         _fixed = _recent = None
 
@@ -127,7 +137,9 @@ def _current() -> Instruments | None:
     recent = _recent
     if recent is not None and recent.tracer_provider is tracer and recent.meter_provider is meter:
         return recent
-    built = Instruments(tracer, meter, _cost_enabled())
+    built = Instruments(
+        tracer, meter, _switch(_cost_semconv, ENV_COST_SEMCONV), _switch(_langfuse_cost, ENV_LANGFUSE_COST)
+    )
     with _lock:
         if generation == _generation:
             _recent = built
@@ -165,7 +177,7 @@ def _global(public: str, internal: str, held_name: str, env_index: int) -> Any:
     return module.get_tracer_provider() if env_index == 0 else module.get_meter_provider()
 
 
-def _cost_enabled() -> bool:
-    if _cost_semconv is not None:
-        return _cost_semconv
-    return os.environ.get(ENV_COST_SEMCONV, "").strip().lower() in ("1", "true", "yes", "on")
+def _switch(given: bool | None, variable: str) -> bool:
+    if given is not None:
+        return given
+    return os.environ.get(variable, "").strip().lower() in ("1", "true", "yes", "on")

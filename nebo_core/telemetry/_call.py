@@ -7,6 +7,7 @@ only when :class:`Instruments` are built, i.e. once a real provider is in use.
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 import weakref
@@ -55,12 +56,16 @@ MICRO_UNIT = "{USD_micro}"
 class Instruments:
     """A tracer and the metric instruments for one pair of providers (built once per pair)."""
 
-    def __init__(self, tracer_provider: Any, meter_provider: Any, cost_semconv: bool) -> None:
+    def __init__(
+        self, tracer_provider: Any, meter_provider: Any, cost_semconv: bool, langfuse_cost: bool = False
+    ) -> None:
         from opentelemetry import context, trace
 
         self.tracer_provider = tracer_provider
         self.meter_provider = meter_provider
         self.cost_semconv = cost_semconv
+        self.langfuse_cost = langfuse_cost
+        self.current_span = trace.get_current_span
         self.client = trace.SpanKind.CLIENT
         self.status = trace.Status
         self.error = trace.StatusCode.ERROR
@@ -194,7 +199,10 @@ class Traced(CallTelemetry):
         self._base = base
         self.span: Any = None
         self._recording = False
+        self._parent: Any = None
         if instruments.tracer is not None:
+            if instruments.langfuse_cost:
+                self._parent = instruments.current_span()
             attributes = {**base, **request_attributes(call.kind, call.body, call.stream)}
             if call.scope is not None:
                 attributes[SCOPE_ATTR] = call.scope_text
@@ -292,6 +300,8 @@ class Traced(CallTelemetry):
         span = self.span
         if span is not None:
             if self._recording:
+                if self._i.langfuse_cost and self._records:
+                    outcome.update(langfuse_cost(self._parent, self._cost, self._tokens, outcome))
                 span.set_attributes(outcome)
                 if error is not None:
                     span.set_status(self._i.status(self._i.error, str(error)[:500]))
@@ -351,6 +361,36 @@ class Traced(CallTelemetry):
                 spent[SCOPE_ATTR] = ex.call.scope_text
             i.cost.add(self._cost, spent)
         _remember_budget(ex.tracker, ex.account)
+
+
+# --- Langfuse ----------------------------------------------------------------------------------
+
+LANGFUSE_TYPE = "langfuse.observation.type"
+LANGFUSE_COST = "langfuse.observation.cost_details"
+LANGFUSE_USAGE = "langfuse.observation.usage_details"
+LANGFUSE_MODEL = "langfuse.observation.model.name"
+
+
+def langfuse_cost(
+    parent: Any, cost_micro: int, tokens: list[int | None], outcome: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Where Langfuse reads a generation's cost (``cost_details``, JSON, dollars), for one call.
+
+    Langfuse prices a generation from its model table unless the generation carries
+    ``langfuse.observation.cost_details``. When the call runs inside a Langfuse generation (its
+    LangChain ``CallbackHandler`` makes the chat run one, and the current span), that generation
+    gets Nebo's cost, and Nebo's span is marked a plain span so Langfuse does not count the call
+    twice; otherwise Nebo's own span becomes the generation, with model, usage and cost. Returns
+    the attributes for Nebo's span."""
+    cost = json.dumps({"total": cost_micro / 1_000_000})
+    routed = outcome.get(RESPONSE_MODEL)
+    model = {LANGFUSE_MODEL: routed} if isinstance(routed, str) and routed else {}
+    attributes = getattr(parent, "attributes", None)
+    if isinstance(attributes, Mapping) and attributes.get(LANGFUSE_TYPE) == "generation":
+        parent.set_attributes({LANGFUSE_COST: cost, **model})  # and the model ``auto`` was routed to
+        return {LANGFUSE_TYPE: "span"}
+    usage = {k: v for k, v in (("input", tokens[0]), ("output", tokens[1])) if v is not None}
+    return {LANGFUSE_TYPE: "generation", LANGFUSE_COST: cost, LANGFUSE_USAGE: json.dumps(usage), **model}
 
 
 # --- attributes (pure) -------------------------------------------------------------------------

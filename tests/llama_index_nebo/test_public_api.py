@@ -26,6 +26,7 @@ def test_all_is_pinned() -> None:
         "NeboContextLengthError",
         "NeboEmbedding",
         "NeboError",
+        "NeboFunctionAgent",
         "NeboRateLimited",
         "NeboStoreError",
         "NeboStoreStateLost",

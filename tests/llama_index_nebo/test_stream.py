@@ -225,7 +225,9 @@ async def test_long_text_stream_costs_the_same_per_chunk_at_the_end(raw: Any, is
         marks, whole, responses = per_chunk_work(llm.stream_chat(HELLO))
     first, last = window_costs(marks, n)
     assert first > 0
-    assert last == first  # constant work per chunk: the 4,000th costs what the 2nd did
+    # Constant work per chunk: the 4,000th costs what the 2nd did (within a read's worth of calls:
+    # how TCP splits the stream into reads varies with load).
+    assert first * 0.98 <= last <= first * 1.02
     assert whole <= 1  # the assembled message is built once, for the final response, not per chunk
     assert responses[-1].message.content == "".join(f"w{i} " for i in range(n))
     assert responses[n // 2].message.content == "".join(f"w{i} " for i in range(n // 2 + 1))

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 
@@ -15,10 +16,12 @@ import pytest
 
 from nebo_cli._main import EXIT_AUTH, EXIT_BUDGET, EXIT_CONFIG, EXIT_CONNECTION, build_parser, main
 from nebo_core.budget import BudgetSnapshot, WindowState
+from nebo_core.client import NeboClient
+from nebo_core.tracker import BudgetTracker
 from nebo_demo import render
 from nebo_emulator import NeboEmulator
 
-COMMANDS = ["usage", "models", "chat", "emulator", "demo"]
+COMMANDS = ["usage", "top", "models", "chat", "emulator", "demo"]
 
 
 @pytest.fixture
@@ -93,6 +96,72 @@ def test_usage_json_parses(emu: NeboEmulator, capsys) -> None:
     assert data["session"]["used_fraction"] == pytest.approx(0.6)
     assert data["weekly"]["limit_micro"] == 50_000_000
     assert data["binding_window"] == "session"
+
+
+def test_usage_json_includes_a_forecast(emu: NeboEmulator, capsys) -> None:
+    emu.set_budget(session_remaining_micro=4_000_000)
+    assert main(["usage", "--json", *conn(emu)]) == 0
+    forecast = json.loads(capsys.readouterr().out)["forecast"]
+    assert set(forecast) == {"account", "at", "session", "weekly", "binding"}
+    assert forecast["session"]["remaining_micro"] == 4_000_000
+    assert forecast["session"]["limit_micro"] == 10_000_000
+    assert forecast["session"]["samples"] == 1  # one poll: one reading, no rate yet
+    assert forecast["session"]["burn_rate_micro_per_s"] is None
+    assert forecast["binding"] == "session"
+
+
+def test_usage_says_the_forecast_is_collecting_after_one_poll(emu: NeboEmulator, capsys) -> None:
+    assert main(["usage", *conn(emu)]) == 0
+    assert "forecast: collecting (1 reading; a burn rate needs two" in capsys.readouterr().out
+
+
+def test_usage_watch_redraws_a_bounded_number_of_frames(emu: NeboEmulator, capsys) -> None:
+    assert main(["usage", "--watch", "0.01", "--frames", "3", *conn(emu)]) == 0
+    out = capsys.readouterr().out
+    assert out.count("Nebo usage (plan: plus)") == 3
+    assert "\x1b[" not in out  # not a terminal: frames follow each other, no escape codes
+    frames = out.split("\n\nNebo usage")
+    assert "forecast: collecting" in frames[0]
+    assert "forecast (2 readings)" in frames[1]
+    assert "burn $0.00/s ($0.00/h)   no spend seen" in frames[2]
+
+
+def test_usage_watch_json_measures_the_burn_rate(emu: NeboEmulator, capsys) -> None:
+    """A spender in another thread (another process would do the same: the rate comes from the
+    server's own counter) makes the watched burn rate positive."""
+    stop = threading.Event()
+
+    def spend() -> None:
+        body = {"model": "gpt-5-mini", "messages": [{"role": "user", "content": "Spend a little."}]}
+        with NeboClient(api_key=emu.token, base_url=emu.base_url, tracker=BudgetTracker()) as client:
+            while not stop.is_set():
+                client.chat(body)
+
+    spender = threading.Thread(target=spend)
+    spender.start()
+    try:
+        assert main(["usage", "--watch", "0.05", "--frames", "4", "--json", *conn(emu)]) == 0
+    finally:
+        stop.set()
+        spender.join()
+    frames = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(frames) == 4
+    session = [f["forecast"]["session"] for f in frames]
+    assert [s["samples"] for s in session] == [1, 2, 3, 4]
+    assert session[0]["burn_rate_micro_per_s"] is None
+    assert session[-1]["remaining_micro"] < session[0]["remaining_micro"]
+    assert session[-1]["burn_rate_micro_per_s"] > 0
+    assert session[-1]["seconds_to_exhaustion"] > 0
+
+
+@pytest.mark.parametrize("watch", ["0", "-2", "later"])
+def test_usage_watch_bad_interval_is_a_usage_error(watch: str, capsys) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["usage", "--watch", watch])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument --watch" in err
+    assert "Traceback" not in err
 
 
 # -- models -----------------------------------------------------------------------------

@@ -96,7 +96,12 @@ def test_all_is_pinned() -> None:
     assert sorted(nebo_core.__all__) == sorted(
         [
             "AsyncChatStream",
+            "BudgetForecast",
             "Cap",
+            "Degrade",
+            "LaneRule",
+            "Pace",
+            "WindowForecast",
             "NeboBudgetStoreUnavailable",
             "NeboStoreError",
             "NeboStoreStateLost",
@@ -139,6 +144,7 @@ def test_all_is_pinned() -> None:
             "UsageRecord",
             "UsageReport",
             "Wait",
+            "WindDown",
             "WindowState",
             "__version__",
             "async_openai_client",

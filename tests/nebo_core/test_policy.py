@@ -372,6 +372,17 @@ def test_readme_redis_example_runs(
     assert int(tenant) == int(user) == emu.ledger_total_micro() > 0
 
 
+def test_readme_foresight_example_runs(
+    emu: NeboEmulator, run_example: Callable[..., tuple[dict[str, Any], str]]
+) -> None:
+    namespace, out = run_example("budget-foresight", emu)
+    samples, burning, seconds = out.split()
+    assert (samples, burning) == ("3", "True")
+    assert float(seconds) > 0
+    assert [e.model for e in emu.ledger] == ["gpt-5.2"] * 3  # plenty left: nothing paced or degraded
+    assert namespace["policy"].degraded_depth(namespace["tracker"].snapshot.account) == 0
+
+
 @pytest.mark.parametrize("skew_s", [-600.0, 0.0, 600.0])
 def test_unknown_reset_refusal_lasts_a_minute_whatever_the_server_clock(skew_s: float) -> None:
     from datetime import datetime, timedelta, timezone

@@ -350,7 +350,9 @@ def make_store(kind: str, url: str) -> RedisBudgetStore:
         return RedisBudgetStore(redis.Redis.from_url(url), namespace=namespace)
     cls = BlockingRedisStore if kind == "blocking" else RedisBudgetStore
     # No socket timeouts: the blocking store holds the loop on purpose, so its own connects may wait.
-    timeouts = {"socket_timeout": None, "socket_connect_timeout": None} if kind == "blocking" else {}
+    timeouts: dict[str, Any] = (
+        {"socket_timeout": None, "socket_connect_timeout": None} if kind == "blocking" else {}
+    )
     return cls.from_url(url, namespace=namespace, **timeouts)
 
 

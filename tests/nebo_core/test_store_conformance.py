@@ -1,10 +1,12 @@
 """One conformance suite for every budget store: in-memory, Redis standalone, a real 3-node Redis
 Cluster. A Hypothesis state machine drives each store with random reserve / commit / release /
 expire / double-settle / period-roll sequences and checks it against a plain model after every
-step: spend, holds and uncertain charges per line, and which reservations are granted."""
+step: spend, holds and uncertain charges per line, which reservations are granted, and the
+listing of every line (``lines()``, sync and async)."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,7 +25,7 @@ from hypothesis.stateful import (
 )
 
 from nebo_core.caps import CapLine
-from nebo_core.stores import BudgetStore, InMemoryBudgetStore, RedisBudgetStore, Reservation
+from nebo_core.stores import BudgetStore, InMemoryBudgetStore, LineUsage, RedisBudgetStore, Reservation
 
 ORGS = ("org=a", "org=b")
 CAPS = {"org=a": 300, "org=b": None}
@@ -45,9 +47,27 @@ class Model:
     live: dict[str, Held] = field(default_factory=dict)
     gone: dict[str, Held] = field(default_factory=dict)
     done: set[str] = field(default_factory=set)
+    caps: dict[str, int | None] = field(default_factory=dict)
+    """Every line reserved against -> the cap of the last attempt."""
 
     def reserved(self, key: str) -> int:
         return sum(h.amount for h in self.live.values() if key in h.keys)
+
+    def in_flight(self, key: str) -> int:
+        return sum(1 for h in self.live.values() if key in h.keys)
+
+    def lines(self) -> list[LineUsage]:
+        return [
+            LineUsage(
+                key,
+                self.spent.get(key, 0),
+                self.reserved(key),
+                self.in_flight(key),
+                self.uncertain.get(key, 0),
+                cap,
+            )
+            for key, cap in sorted(self.caps.items())
+        ]
 
     def add(self, keys: tuple[str, ...], amount: int, *, uncertain: bool) -> None:
         for key in keys:
@@ -93,6 +113,7 @@ def machine(make_store: Callable[[], BudgetStore], *, close: bool = True) -> typ
                 for line in lines
             )
             result = self.store.reserve_lines(lines, "m", amount, 0.0 if expires else 600.0)
+            self.model.caps.update((line.key, line.cap_micro) for line in lines)
             assert (result.reservation is not None) == fits, (lines, amount, self.model)
             if result.reservation is None:
                 return None
@@ -153,6 +174,16 @@ def machine(make_store: Callable[[], BudgetStore], *, close: bool = True) -> typ
                 )
                 assert got == want, (key, got, want)
 
+        @invariant()
+        def lists_every_line(self) -> None:
+            self.expire_model()
+            assert self.store.lines() == self.model.lines()
+
+        @rule()
+        def lists_every_line_async(self) -> None:
+            self.expire_model()
+            assert asyncio.run(self.store.alines()) == self.model.lines()
+
     return StoreMachine
 
 
@@ -183,3 +214,34 @@ def test_every_store_behaves_like_the_model(kind: str, request: pytest.FixtureRe
         run_state_machine_as_test(machine(make, close=False), settings=RUNS)
     finally:
         RedisBudgetStore(client, namespace="conformance").close()  # closes the client, cluster nodes too
+
+
+@pytest.mark.parametrize("kind", ["memory", "redis", "cluster"])
+def test_rolling_and_held_lines_are_listed_alike(kind: str, request: pytest.FixtureRequest) -> None:
+    """``lines()`` after the same steps, on a rolling line too (its buckets are a key of their own,
+    in the namespace's slot on a Cluster)."""
+    if kind == "memory":
+        store: BudgetStore = InMemoryBudgetStore()
+    else:
+        url = request.getfixturevalue("redis_url" if kind == "redis" else "redis_cluster")
+        store = RedisBudgetStore.from_url(
+            url, namespace=f"lines-{uuid.uuid4().hex[:8]}", cluster=kind == "cluster"
+        )
+    try:
+        rolling = [CapLine("org=a", 1000), CapLine("org=a/user=u@last:3600", 100, 3600.0)]
+        first = store.reserve_lines(rolling, "m", 30, 600.0).reservation
+        second = store.reserve_lines(rolling, "m", 20, 600.0).reservation
+        assert first is not None
+        assert second is not None
+        assert store.reserve_lines(rolling, "m", 60, 600.0).reservation is None  # 50 held + 60 > 100
+        store.commit(first, 25, True, estimated=True)
+        assert store.lines() == [
+            LineUsage("org=a", 25, 20, 1, 25, 1000),
+            LineUsage("org=a/user=u@last:3600", 25, 20, 1, 25, 100),
+        ]
+        store.release(second)
+        assert asyncio.run(store.alines())[1] == LineUsage("org=a/user=u@last:3600", 25, 0, 0, 25, 100)
+        store.reset()
+        assert store.lines() == []
+    finally:
+        getattr(store, "close", lambda: None)()

@@ -1,0 +1,293 @@
+"""The Lua scripts of the Redis budget store, and the layout of its keys.
+
+Every script touches a fixed set of keys, however many lines a call holds, so its cost on the
+server barely grows with the number of cap levels:
+
+- ``KEYS[1]`` the generation marker (a string; every script checks it: lost state is seen);
+- ``KEYS[2]`` the line table, one hash for every line of the namespace, with fields
+  ``s:<line>`` spend, ``r:<line>`` reserved by live holds (a running total, never a scan),
+  ``n:<line>`` live holds, ``u:<line>`` the estimated part of spend, ``c:<line>`` the cap last
+  reserved against (``-1``: none), and for a rolling line ``w:<line>`` its window and
+  ``p:<line>`` the oldest bucket already dropped; a rolling line's buckets are the hash
+  ``KEYS[2]:roll:<line>`` (bucket index -> spend), named in the script, in the same slot;
+- ``KEYS[3]`` the reservation records: ``h:<id>`` a live hold, ``g:<id>`` an expired (charged)
+  one, each ``"<amount> <lines json>"``;
+- ``KEYS[4]`` the timers: one sorted set, by due time, of ``h:<id>`` (a hold's expiry),
+  ``g:<id>`` (when to forget a charged hold) and ``d:<id>`` (when to forget a settlement);
+- ``KEYS[5]`` the cost statistics; ``KEYS[6]`` the account's snapshot (``at``, ``json``).
+
+``ARGV[1]`` is the expected generation; scope scripts then take ``ARGV[2]``, their lines as one
+JSON array of three values per line (key, cap or ``-1``, window seconds or ``0``): built once
+per set of lines by the client, and one argument however many lines, since a client packs
+every argument of every call. A hold's record keeps that same JSON.
+"""
+
+from __future__ import annotations
+
+from nebo_core.caps import ROLLING_BUCKETS
+from nebo_core.stores._base import DONE_TTL_S, GONE_TTL_S
+
+_PRELUDE = f"""
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return redis.error_reply('NEBO_STATE_LOST') end
+local L, R, T = KEYS[2], KEYS[3], KEYS[4]
+local function int(x) return string.format('%d', x) end  -- never "-0" or "1e+15"
+local function bucket(w) return math.floor(now / (w / {ROLLING_BUCKETS})) end
+local function bump(k, w, amount)
+  if w > 0 then redis.call('HINCRBY', L .. ':roll:' .. k, int(bucket(w)), int(amount)) end
+end
+-- A rolling line's spend: drop the buckets that left its window (once per bucket width).
+local function rolled(k, w, s, mark)
+  local oldest = bucket(w) - {ROLLING_BUCKETS}
+  if mark and tonumber(mark) >= oldest then return s end
+  local roll = L .. ':roll:' .. k
+  local buckets = redis.call('HGETALL', roll)
+  for i = 1, #buckets, 2 do
+    if tonumber(buckets[i]) <= oldest then
+      s = s - tonumber(buckets[i + 1])
+      redis.call('HDEL', roll, buckets[i])
+    end
+  end
+  redis.call('HSET', L, 's:' .. k, int(s), 'p:' .. k, int(oldest))
+  return s
+end
+-- Charge every hold whose time-to-live passed (on all its lines: its call may have been billed),
+-- and forget charged holds and settlements past their time.
+local function due()
+  local items = redis.call('ZRANGEBYSCORE', T, '-inf', now)
+  for _, m in ipairs(items) do
+    if string.sub(m, 1, 2) == 'h:' then
+      local rec = redis.call('HGET', R, m)
+      if rec then
+        local amount = tonumber(string.match(rec, '^(%S+)'))
+        local lines = cjson.decode(string.sub(rec, #string.match(rec, '^%S+ ') + 1))
+        for i = 1, #lines, 3 do
+          local k, w = lines[i], lines[i + 2]
+          redis.call('HINCRBY', L, 'r:' .. k, int(-amount))
+          redis.call('HINCRBY', L, 'n:' .. k, -1)
+          redis.call('HINCRBY', L, 's:' .. k, int(amount))
+          redis.call('HINCRBY', L, 'u:' .. k, int(amount))
+          bump(k, w, amount)
+        end
+        local gone = 'g:' .. string.sub(m, 3)
+        redis.call('HDEL', R, m)
+        redis.call('HSET', R, gone, rec)
+        redis.call('ZADD', T, now + {GONE_TTL_S}, gone)
+      end
+    else
+      redis.call('HDEL', R, m)
+    end
+  end
+  if #items > 0 then redis.call('ZREMRANGEBYSCORE', T, '-inf', now) end
+end
+-- The state of the call's lines: st[j] = {{s, r, n, u}}, rolling spend already aged.
+local spec = cjson.decode(ARGV[2])
+local n = #spec / 3
+local function key(j) return spec[3 * j - 2] end
+local function cap(j) return spec[3 * j - 1] end
+local function window(j) return spec[3 * j] end
+local function load()
+  local fields = {{}}
+  for j = 1, n do
+    local k = key(j)
+    fields[#fields + 1] = 's:' .. k
+    fields[#fields + 1] = 'r:' .. k
+    fields[#fields + 1] = 'n:' .. k
+    fields[#fields + 1] = 'u:' .. k
+    fields[#fields + 1] = 'p:' .. k
+  end
+  local got = redis.call('HMGET', L, unpack(fields))
+  local st = {{}}
+  for j = 1, n do
+    local b = 5 * (j - 1)
+    local s = tonumber(got[b + 1] or '0')
+    local w = window(j)
+    if w > 0 then s = rolled(key(j), w, s, got[b + 5]) end
+    st[j] = {{s = s, r = tonumber(got[b + 2] or '0'), n = tonumber(got[b + 3] or '0'),
+      u = tonumber(got[b + 4] or '0')}}
+  end
+  return st
+end
+due()
+local rest = 2
+"""
+
+RESERVE = (
+    _PRELUDE
+    + """
+-- ARGV after the lines: id, amount, ttl, the snapshot 'at' the caller holds.
+-- Reply: {granted, spent, reserved, line judged, snapshot at, snapshot json ('': the caller's)}.
+local id, amount = ARGV[rest + 1], tonumber(ARGV[rest + 2])
+local st = load()
+local caps = {}
+for j = 1, n do
+  caps[#caps + 1] = 'c:' .. key(j)
+  caps[#caps + 1] = int(cap(j))
+  if window(j) > 0 then
+    caps[#caps + 1] = 'w:' .. key(j)
+    caps[#caps + 1] = string.format('%.17g', window(j))
+  end
+end
+local snap = redis.call('HMGET', KEYS[6], 'at', 'json')
+local at = snap[1] or ''
+local json = ''
+if at ~= ARGV[rest + 4] then json = snap[2] or '' end
+for j = 1, n do
+  if cap(j) >= 0 and st[j].s + st[j].r + amount > cap(j) then
+    redis.call('HSET', L, unpack(caps))
+    return {0, int(st[j].s), int(st[j].r), j, at, json}
+  end
+end
+for j = 1, n do
+  caps[#caps + 1] = 'r:' .. key(j)
+  caps[#caps + 1] = int(st[j].r + amount)
+  caps[#caps + 1] = 'n:' .. key(j)
+  caps[#caps + 1] = int(st[j].n + 1)
+end
+redis.call('HSET', L, unpack(caps))
+redis.call('HSET', R, 'h:' .. id, ARGV[rest + 2] .. ' ' .. ARGV[2])
+redis.call('ZADD', T, now + tonumber(ARGV[rest + 3]), 'h:' .. id)
+return {1, int(st[1].s), int(st[1].r), 1, at, json}
+"""
+)
+
+SETTLE = (
+    _PRELUDE
+    + f"""
+-- ARGV after the lines: id, cost (-1: a release), model, observed, estimated, and a snapshot
+-- to publish (at, json; empty: none). Reply: {{applied, spent of the first line, published}}.
+local published = 0
+if ARGV[rest + 7] ~= '' then
+  local at = redis.call('HGET', KEYS[6], 'at')
+  if not at or tonumber(at) <= tonumber(ARGV[rest + 6]) then
+    redis.call('HSET', KEYS[6], 'at', ARGV[rest + 6], 'json', ARGV[rest + 7])
+    published = 1
+  end
+end
+local id = ARGV[rest + 1]
+if redis.call('ZADD', T, 'NX', now + {DONE_TTL_S}, 'd:' .. id) == 0 then
+  return {{0, int(load()[1].s), published}}  -- settled before: a retried settlement counts once
+end
+local st = load()
+local held, charged = 0, 0
+local rec = redis.call('HGET', R, 'h:' .. id)
+if rec then
+  held = tonumber(string.match(rec, '^(%S+)'))
+  redis.call('HDEL', R, 'h:' .. id)
+  redis.call('ZREM', T, 'h:' .. id)
+else
+  local gone = redis.call('HGET', R, 'g:' .. id)
+  if gone then  -- its expiry was charged: take that back
+    charged = tonumber(string.match(gone, '^(%S+)'))
+    redis.call('HDEL', R, 'g:' .. id)
+    redis.call('ZREM', T, 'g:' .. id)
+  end
+end
+local cost = tonumber(ARGV[rest + 2])
+local estimated = ARGV[rest + 5] == '1'
+local spend = -charged
+if cost >= 0 then spend = spend + cost end
+local out = {{}}
+for j = 1, n do
+  local k, x = key(j), st[j]
+  if rec then
+    out[#out + 1] = 'r:' .. k
+    out[#out + 1] = int(x.r - held)
+    out[#out + 1] = 'n:' .. k
+    out[#out + 1] = int(x.n - 1)
+  end
+  local unsure = -charged
+  if cost >= 0 and estimated then unsure = unsure + cost end
+  if spend ~= 0 then
+    x.s = x.s + spend
+    out[#out + 1] = 's:' .. k
+    out[#out + 1] = int(x.s)
+    bump(k, window(j), spend)
+  end
+  if unsure ~= 0 then
+    out[#out + 1] = 'u:' .. k
+    out[#out + 1] = int(x.u + unsure)
+  end
+end
+if #out > 0 then redis.call('HSET', L, unpack(out)) end
+if cost >= 0 and ARGV[rest + 4] == '1' then
+  redis.call('HINCRBY', KEYS[5], ARGV[rest + 3] .. '|sum', cost)
+  redis.call('HINCRBY', KEYS[5], ARGV[rest + 3] .. '|n', 1)
+end
+return {{1, int(st[1].s), published}}
+"""
+)
+
+TOTALS = (
+    _PRELUDE
+    + """
+-- One line: {spent, uncertain, reserved}.
+local x = load()[1]
+return {int(x.s), int(x.u), int(x.r)}
+"""
+)
+
+LINES = (
+    _PRELUDE
+    + """
+-- Every line (no lines given): a flat list of key, spent, reserved, in flight, uncertain, cap.
+local all = redis.call('HGETALL', L)
+local t = {}
+for i = 1, #all, 2 do
+  local f = all[i]
+  local kind, k = string.sub(f, 1, 1), string.sub(f, 3)
+  t[k] = t[k] or {}
+  t[k][kind] = all[i + 1]
+end
+local out = {}
+for k, x in pairs(t) do
+  if x.c then
+    local s = tonumber(x.s or '0')
+    local w = tonumber(x.w or '0')
+    if w > 0 then s = rolled(k, w, s, x.p) end
+    out[#out + 1] = k
+    out[#out + 1] = int(s)
+    out[#out + 1] = x.r or '0'
+    out[#out + 1] = x.n or '0'
+    out[#out + 1] = x.u or '0'
+    out[#out + 1] = x.c
+  end
+end
+return out
+"""
+)
+
+GENERATION = "redis.call('SET', KEYS[1], ARGV[1], 'NX') return redis.call('GET', KEYS[1])"
+"""KEYS: generation. ARGV: a fresh marker. The marker in force (this one, if there was none)."""
+
+PUBLISH = """
+local at = redis.call('HGET', KEYS[1], 'at')
+if at and tonumber(at) > tonumber(ARGV[1]) then return 0 end
+redis.call('HSET', KEYS[1], 'at', ARGV[1], 'json', ARGV[2])
+return 1
+"""
+"""KEYS: snapshot hash. ARGV: observed_at (epoch seconds), json."""
+
+PACE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local slot = tonumber(redis.call('GET', KEYS[1]) or '0')
+if slot < now then slot = now end
+local late = slot - now - tonumber(ARGV[2])
+local tolerance = tonumber(ARGV[3])
+if tolerance >= 0 and late > tolerance then
+  redis.call('HINCRBY', KEYS[2], ARGV[4] .. '|held', 1)
+  local wait = late - tolerance
+  if wait < 0.01 then wait = 0.01 end
+  return {0, string.format('%.6f', wait)}
+end
+local tat = slot + tonumber(ARGV[1])
+redis.call('SET', KEYS[1], string.format('%.6f', tat), 'PX', math.ceil((tat - now + 3600) * 1000))
+redis.call('HINCRBY', KEYS[2], ARGV[4] .. '|booked', 1)
+if late < 0 then late = 0 end
+return {1, string.format('%.6f', late)}
+"""
+"""KEYS: the schedule (its next free time, epoch seconds by Redis's clock), lane counts hash.
+ARGV: interval seconds, burst seconds, tolerance seconds (-1: none), lane. Books a slot (or holds
+the lane) as :func:`nebo_core.pacing.book`: ``{booked, wait seconds}``."""
