@@ -3,7 +3,7 @@
 Run it from the bench environment (``bench/.venv``, which also holds the anchors):
 ``python -m bench.run [--quick] [--only NAME,...] [--out PATH]`` (names: ``BENCHES`` below).
 Every benchmark measures this project and its anchor in the same run, on the same transport
-or emulator; the targets from issue 8 are checked at the end. The whole run takes a few
+or emulator; the targets from issues 8, 14 and 15 are checked at the end. The whole run takes a few
 minutes on 2 cores; ``--quick`` is a smoke run of under a minute or two.
 """
 
@@ -17,10 +17,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import budget, chat, embeddings, imports, otel, streaming, tracker
+from bench import budget, chat, embeddings, foresight, imports, otel, streaming, tracker
 from bench._common import ROOT, Table, load, machine, versions
 
-BENCHES = ("chat", "stream", "longstream", "embed", "import", "tracker", "otel", "budget")
+BENCHES = ("chat", "stream", "longstream", "embed", "import", "tracker", "otel", "budget", "foresight")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,8 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     step("tracker", lambda: tracker.run(args.quick), lambda r: [])
     step("otel", lambda: otel.run(args.quick), lambda r: [otel.target_row(r)])
     step("budget", lambda: budget.run(args.quick), budget.target_rows)
+    step("foresight", lambda: foresight.run(args.quick), foresight.target_rows)
 
-    verdicts = Table("Targets (issue 8)", ["target", "measured", "verdict"])
+    verdicts = Table("Targets", ["target", "measured", "verdict"])
     for row in targets:
         verdicts.add(*row)
     print("\n" + verdicts.text())

@@ -227,7 +227,7 @@ class RedisBudgetStore(BudgetStore):
         kind = redis.cluster.RedisCluster if cluster else redis.Redis
         try:
             client = kind.from_url(url, **redis_kwargs)
-        except redis.RedisError as exc:  # a cluster client reads the slots now
+        except (redis.RedisError, redis.exceptions.RedisClusterException) as exc:  # a cluster reads slots now
             raise _store_error(exc, namespace) from None
         store = cls(client, namespace=namespace)
         store._connect_async = connect_async
@@ -669,4 +669,4 @@ def _text(value: Any) -> str:
 
 def _is_redis_error(exc: BaseException) -> bool:
     redis = sys.modules.get("redis")
-    return redis is not None and isinstance(exc, redis.RedisError)
+    return redis is not None and isinstance(exc, (redis.RedisError, redis.exceptions.RedisClusterException))

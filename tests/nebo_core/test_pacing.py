@@ -302,16 +302,16 @@ def _run_batches(
         ]
         for p in procs:
             p.start()
-        started.append((out, procs, seconds))
+        started.append((out, procs, seconds, start))  # the barrier must outlive its workers' start
     reports = []
     try:
-        for out, procs, seconds in started:
+        for out, procs, seconds, _ in started:
             reports.append([out.get(timeout=seconds + 120) for _ in procs])
     finally:
-        for _, procs, _ in started:
+        for _, procs, _, _ in started:
             for p in procs:
                 p.join(30)
-    for _, procs, _ in started:
+    for _, procs, _, _ in started:
         assert [p.exitcode for p in procs] == [0] * len(procs)
     return reports
 

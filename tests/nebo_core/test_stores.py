@@ -203,3 +203,12 @@ def test_snapshot_codec_round_trips() -> None:
     assert decode_snapshot(encode_snapshot(s)) == s
     empty = BudgetSnapshot(observed_at=T0)
     assert decode_snapshot(encode_snapshot(empty)) == empty
+
+
+def test_an_unreachable_cluster_is_a_typed_store_error_not_a_redis_exception() -> None:
+    pytest.importorskip("redis")
+    from nebo_core.errors import NeboStoreError
+    from nebo_core.stores import RedisBudgetStore
+
+    with pytest.raises(NeboStoreError, match="Redis Cluster cannot be connected"):
+        RedisBudgetStore.from_url("redis://127.0.0.1:1/0", cluster=True, socket_connect_timeout=0.5)
