@@ -242,7 +242,7 @@ def run(quick: bool = False) -> tuple[list[Table], dict[str, Any]]:
     if "ping" in results:
         t1.notes.append(
             f"A redis-py PING round trip on this loopback, same run: p50 {results['ping']:.0f} µs "
-            "(on a 2-vCPU VM it swings between about 25 and 110 µs with the wake-up of an idle vCPU)."
+            "(on a 2-vCPU VM it swings between about 25 and 125 µs with the wake-up of an idle vCPU)."
         )
     if not redis.url:
         t1.notes.append("redis-server is not installed: the Redis rows were skipped.")

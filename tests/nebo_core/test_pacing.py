@@ -177,7 +177,8 @@ def test_policy_paces_booked_calls_and_a_wait_books_no_second_slot() -> None:
     third = policy.decide(plan, tracker)
     assert isinstance(third, Wait)
     assert third.seconds == pytest.approx(1.0, abs=0.05)
-    assert policy.store.lanes() == {"main": {"booked": 3, "held": 0}}
+    # The first call had no snapshot to pace by; the second and the cancelled one booked slots.
+    assert policy.store.lanes() == {"main": {"booked": 2, "held": 0}}
 
 
 def test_a_check_books_nothing() -> None:
@@ -384,3 +385,45 @@ def test_done_when_heartbeat_beside_main_is_held_first(redis_url: str) -> None:
     assert lanes["main"]["held"] == 0
     assert lanes["heartbeat"]["held"] > 0
     assert lanes["heartbeat"]["booked"] < lanes["main"]["booked"] / 3 / 2
+
+
+async def test_an_async_pace_wait_is_a_cancellable_sleep_that_sends_nothing(emu: NeboEmulator) -> None:
+    """A paced call on an event loop awaits its slot (other tasks run meanwhile) and can be
+    cancelled while it waits: nothing is sent, nothing is billed, nothing is held."""
+    import asyncio
+
+    from nebo_core import AsyncNeboClient
+
+    # 9.1 dollars spendable over 5 h is ~505 microdollars/s; each call is estimated at 5,000: ~10 s apart.
+    emu.set_budget(session_remaining_micro=9_600_000)
+    policy = BudgetPolicy(pace=Pace(windows=("session",)), estimate_micro=5_000, mean_cache_s=0)
+    async with AsyncNeboClient(
+        api_key=emu.token, base_url=emu.base_url, policy=policy, tracker=BudgetTracker()
+    ) as client:
+        await client.chat(BODY)  # the first response tells the pace
+        await client.chat(BODY)  # the first slot: now
+        ticks = 0
+
+        async def tick() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        ticker = asyncio.create_task(tick())
+        call = asyncio.create_task(client.chat(BODY))
+        await asyncio.sleep(0.5)
+        assert not call.done()  # waiting for its slot, about 10 s away
+        started = time.monotonic()
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+        assert time.monotonic() - started < 0.5
+        ticker.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await ticker
+    assert ticks >= 20  # the loop kept running while the call waited
+    assert len(emu.ledger) == 2  # the cancelled call never reached the server
+    assert policy.store.reserved("*") == 0
+    # The first call had no snapshot to pace by; the second and the cancelled one booked slots.
+    assert policy.store.lanes() == {"main": {"booked": 2, "held": 0}}
