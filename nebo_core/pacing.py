@@ -71,7 +71,7 @@ class Pace:
     burst_s: float = 0.25
     windows: tuple[WindowName, ...] = ("session", "weekly")
     lanes: Mapping[str, LaneRule] = field(default_factory=lambda: dict(DEFAULT_LANES))
-    min_rate_window_s: float = 1.0
+    min_rate_window_s: float = 0.25
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.reserve_fraction < 1.0:

@@ -546,7 +546,10 @@ class BudgetPolicy:
         """Book ``plan`` on the fleet's pace schedule (:mod:`nebo_core.pacing`): ``None`` to go now,
         else a wait for its slot (or, for a held lane, for room or the reset)."""
         assert self.pace is not None
-        goal = pacing.target(tracker.snapshot_for(plan.account), self.pace, self._clock())
+        snapshot = tracker.snapshot_for(plan.account)
+        if snapshot is None:  # this process's first call: another one may have published the budget
+            snapshot = yield ("snapshot", (plan.account,))
+        goal = pacing.target(snapshot, self.pace, self._clock())
         if goal is None:
             return None  # nothing known to pace by yet: the first response tells
         if pacing.held_until_reset(self.pace, plan.lane, goal):

@@ -177,8 +177,7 @@ def test_policy_paces_booked_calls_and_a_wait_books_no_second_slot() -> None:
     third = policy.decide(plan, tracker)
     assert isinstance(third, Wait)
     assert third.seconds == pytest.approx(1.0, abs=0.05)
-    # The first call had no snapshot to pace by; the second and the cancelled one booked slots.
-    assert policy.store.lanes() == {"main": {"booked": 2, "held": 0}}
+    assert policy.store.lanes() == {"main": {"booked": 3, "held": 0}}
 
 
 def test_a_check_books_nothing() -> None:
@@ -427,3 +426,13 @@ async def test_an_async_pace_wait_is_a_cancellable_sleep_that_sends_nothing(emu:
     assert policy.store.reserved("*") == 0
     # The first call had no snapshot to pace by; the second and the cancelled one booked slots.
     assert policy.store.lanes() == {"main": {"booked": 2, "held": 0}}
+
+
+def test_a_process_first_call_paces_by_the_budget_another_process_published() -> None:
+    now = datetime.now(timezone.utc)
+    store = InMemoryBudgetStore()
+    store.publish(snap(200_000, reset_in=100.0, at=now))  # another worker's last response
+    policy = BudgetPolicy(pace=Pace(burst_s=0.0), store=store, estimate_micro=500)
+    fresh = BudgetTracker()  # this process has seen no response yet
+    assert isinstance(policy.decide(CallPlan("chat", "gpt-5-mini"), fresh), Go)
+    assert store.lanes() == {"main": {"booked": 1, "held": 0}}
