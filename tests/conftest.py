@@ -3,20 +3,44 @@
 The server runs in a temp dir with persistence off and is stopped after the session. If the
 binary is missing, Redis tests skip with the reason locally, and fail when ``CI=true``
 (``.ci/run`` installs redis-server, so a missing one there is a broken CI, not a skip).
+
+It also loads the shared raw loopback server (``_raw_server.py``) as the module
+``nebo_test_raw_server``: under ``--import-mode=importlib`` no test file or conftest can import a
+sibling, but this conftest is imported before any other, so they can ``import nebo_test_raw_server``.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+RAW_SERVER_MODULE = "nebo_test_raw_server"
+
+
+def _load_raw_server() -> None:
+    if RAW_SERVER_MODULE in sys.modules:
+        return
+    spec = importlib.util.spec_from_file_location(
+        RAW_SERVER_MODULE, Path(__file__).with_name("_raw_server.py")
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[RAW_SERVER_MODULE] = module  # dataclasses look their module up while the class is built
+    spec.loader.exec_module(module)
+
+
+_load_raw_server()
 
 
 def _free_port() -> int:

@@ -1,4 +1,4 @@
-"""Fixtures for the fault matrix: raw loopback servers (``_raw_server.py``), loopback-only sockets.
+"""Fixtures for the fault matrix: raw loopback servers (``tests/_raw_server.py``), loopback-only sockets.
 
 Tests import nothing from here (``--import-mode=importlib``): they take the ``raw`` fixture (the
 server module: ``RawServer``, the reply steps and builders) and ``servers`` (start servers that
@@ -7,30 +7,13 @@ are stopped after the test).
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import nebo_test_raw_server  # registered by tests/conftest.py
 import pytest
 from pytest_socket import socket_allow_hosts
-
-_NAME = "nebo_fault_matrix_raw_server"
-
-
-def _load_raw_server() -> ModuleType:
-    loaded = sys.modules.get(_NAME)
-    if loaded is not None:
-        return loaded
-    spec = importlib.util.spec_from_file_location(_NAME, Path(__file__).with_name("_raw_server.py"))
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[_NAME] = module  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(autouse=True)
@@ -54,7 +37,7 @@ def _no_env(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture(scope="session")
 def raw() -> ModuleType:
     """The raw server module (``RawServer``, ``Write``/``Pause``/``Cut``/``Hang``, ``respond``...)."""
-    return _load_raw_server()
+    return nebo_test_raw_server
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 """The fault matrix of issue #12: every fault class against every client path, on a raw server.
 
-Nebo here is :class:`RawServer` (``_raw_server.py``): a real HTTP/1.1 server on loopback that
+Nebo here is :class:`RawServer` (``tests/_raw_server.py``): a real HTTP/1.1 server on loopback that
 answers each request with scripted bytes, pauses, a cut connection or silence, and records
 every request it read. Each fault class (a row) is written once, against a small adapter per
 client path and operation (a column):
@@ -545,7 +545,7 @@ async def test_budget_429_is_sent_once(
     assert (sent.method, sent.path) == ("POST", "/v1/embeddings" if op == "embed" else "/v1/chat/completions")
     assert sent.headers["authorization"] == f"Bearer {TOKEN}"
     assert sent.headers["x-provider-api-key"] == PROVIDER_KEY
-    assert sent.json()["model"] == (EMBED_MODEL if op == "embed" else MODEL)
+    assert sent.json["model"] == (EMBED_MODEL if op == "embed" else MODEL)
     nothing_recorded(p)
 
 

@@ -9,14 +9,13 @@ that the core's stream repair reaches LangChain intact. Replay tests read casset
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
+import nebo_test_raw_server as rs  # registered by tests/conftest.py
 import pytest
 
 from nebo_core import BudgetPolicy, BudgetTracker
@@ -73,16 +72,8 @@ class Sent:
     body: Any
 
 
-@dataclass
-class Reply:
-    """One scripted answer: a status, headers and raw bytes (SSE text for a stream)."""
-
-    status: int = 200
-    body: bytes = b""
-    content_type: str = "application/json"
-    headers: dict[str, str] = field(default_factory=dict)
-    delay: float = 0.0
-    """Seconds to wait before answering (for timeouts)."""
+def _sent(seen: rs.Seen) -> Sent:
+    return Sent(seen.method, urlsplit(seen.path).path, seen.query, seen.headers, seen.json)
 
 
 def completion(n: int = 1, *, logprobs: bool = False, content: str = "ok") -> dict[str, Any]:
@@ -132,65 +123,35 @@ def stream_events(*, logprobs: bool = False, words: tuple[str, ...] = ("Hello", 
     return sse(*chunks, "[DONE]")
 
 
+def _default_reply(seen: rs.Seen) -> rs.Reply:
+    """A well-formed answer to whatever was asked (``n`` choices, a stream, embeddings, logprobs)."""
+    body = seen.json if isinstance(seen.json, dict) else {}
+    if urlsplit(seen.path).path.endswith("/embeddings"):
+        texts = body.get("input") or []
+        data = [{"object": "embedding", "index": i, "embedding": [0.5, float(i)]} for i in range(len(texts))]
+        usage = {"prompt_tokens": len(texts), "total_tokens": len(texts), "cost_micro": 1}
+        return rs.Reply(
+            json.dumps({"object": "list", "data": data, "model": body.get("model"), "usage": usage}).encode()
+        )
+    if body.get("stream"):
+        return rs.Reply(stream_events(logprobs=bool(body.get("logprobs"))), content_type="text/event-stream")
+    n = body.get("n") if isinstance(body.get("n"), int) else 1
+    return rs.Reply(json.dumps(completion(n, logprobs=bool(body.get("logprobs")))).encode())
+
+
 class RawServer:
-    """A scriptable HTTP server on loopback (``http.server`` in a thread), for bodies no real
-    server would send and for reading exactly what reached the wire.
+    """The shared raw loopback server (``tests/_raw_server.py``), for bodies no real server would
+    send and for reading exactly what reached the wire.
 
     Replies come from the queue (:meth:`reply`); when it is empty, a well-formed answer is made
     for the request (``n`` choices, a stream, embeddings, logprobs when asked)."""
 
     def __init__(self) -> None:
-        self.requests: list[Sent] = []
-        self._queue: list[Reply] = []
-        self._lock = threading.Lock()
-        self._stopped = threading.Event()
-        owner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-            def _handle(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                raw = self.rfile.read(length) if length else b""
-                url = urlsplit(self.path)
-                body = json.loads(raw) if raw else None
-                sent = Sent(
-                    self.command,
-                    url.path,
-                    parse_qs(url.query),
-                    {k.lower(): v for k, v in self.headers.items()},
-                    body,
-                )
-                reply = owner._next(sent)
-                if reply.delay:
-                    owner._stopped.wait(reply.delay)
-                self.send_response(reply.status)
-                self.send_header("Content-Type", reply.content_type)
-                self.send_header("Content-Length", str(len(reply.body)))
-                self.send_header("Connection", "close")
-                for name, value in reply.headers.items():
-                    self.send_header(name, value)
-                self.end_headers()
-                self.wfile.write(reply.body)
-                self.close_connection = True
-
-            do_GET = do_POST = _handle
-
-        class Server(ThreadingHTTPServer):
-            def handle_error(self, request: Any, client_address: Any) -> None:
-                pass  # a client that timed out and left mid-answer: expected in timeout tests
-
-        self._server = Server(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.01,), daemon=True)
+        self.server = rs.RawServer("langchain", default=_default_reply)
 
     @property
     def base_url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}/v1"
+        return self.server.base_url
 
     def reply(
         self,
@@ -205,35 +166,11 @@ class RawServer:
     ) -> None:
         """Queue an answer: ``body`` as JSON, ``raw`` bytes, or ``stream`` bytes as an event stream."""
         if stream is not None:
-            reply = Reply(status, stream, "text/event-stream", dict(headers or {}), delay)
+            reply = rs.Reply(stream, status, "text/event-stream", dict(headers or {}), delay)
         else:
             content = raw if raw is not None else json.dumps(body).encode()
-            reply = Reply(status, content, "application/json", dict(headers or {}), delay)
-        with self._lock:
-            self._queue.extend([reply] * times)
-
-    def _next(self, sent: Sent) -> Reply:
-        with self._lock:
-            self.requests.append(sent)
-            if self._queue:
-                return self._queue.pop(0)
-        body = sent.body if isinstance(sent.body, dict) else {}
-        if sent.path.endswith("/embeddings"):
-            texts = body.get("input") or []
-            data = [
-                {"object": "embedding", "index": i, "embedding": [0.5, float(i)]} for i in range(len(texts))
-            ]
-            usage = {"prompt_tokens": len(texts), "total_tokens": len(texts), "cost_micro": 1}
-            return Reply(
-                200,
-                json.dumps(
-                    {"object": "list", "data": data, "model": body.get("model"), "usage": usage}
-                ).encode(),
-            )
-        if body.get("stream"):
-            return Reply(200, stream_events(logprobs=bool(body.get("logprobs"))), "text/event-stream")
-        n = body.get("n") if isinstance(body.get("n"), int) else 1
-        return Reply(200, json.dumps(completion(n, logprobs=bool(body.get("logprobs")))).encode())
+            reply = rs.Reply(content, status, "application/json", dict(headers or {}), delay)
+        self.server.answer(*[reply] * times)
 
     # The body builders, for test modules (which cannot import this conftest).
     completion = staticmethod(completion)
@@ -241,19 +178,20 @@ class RawServer:
     stream_events = staticmethod(stream_events)
 
     @property
+    def requests(self) -> list[Sent]:
+        """Every request received, in order."""
+        return [_sent(seen) for seen in self.server.requests]
+
+    @property
     def last(self) -> Sent:
         """The last request received."""
-        return self.requests[-1]
+        return _sent(self.server.requests[-1])
 
     def __enter__(self) -> RawServer:
-        self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._stopped.set()
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join()
+        self.server.close()
 
 
 @pytest.fixture

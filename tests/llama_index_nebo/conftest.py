@@ -4,13 +4,12 @@ scripted bytes and records requests, loopback-only sockets, isolated trackers.""
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import nebo_test_raw_server as rs  # registered by tests/conftest.py
 import pytest
 from pytest_socket import socket_allow_hosts
 
@@ -50,105 +49,21 @@ def corpus_dir() -> Path:
 # -- a raw loopback server: scripted replies, every request recorded ----------------------------
 
 
-@dataclass(frozen=True)
-class Seen:
-    """One request the raw server received."""
-
-    method: str
-    path: str
-    headers: dict[str, str]
-    """Lower-cased names."""
-    body: bytes
-
-    @property
-    def json(self) -> Any:
-        return json.loads(self.body)
+Seen = rs.Seen
+Reply = rs.Reply
 
 
-@dataclass(frozen=True)
-class Reply:
-    """What the raw server answers: a status, a body (bytes, text, or JSON-able) and headers."""
-
-    body: Any = None
-    status: int = 200
-    content_type: str = "application/json"
-    headers: tuple[tuple[str, str], ...] = ()
-    delay: float = 0.0
-    """Seconds to wait before answering (to make a client time out)."""
-
-    def payload(self) -> bytes:
-        if isinstance(self.body, bytes):
-            return self.body
-        return self.body.encode() if isinstance(self.body, str) else json.dumps(self.body).encode()
-
-
-class RawServer:
-    """An ``http.server`` on 127.0.0.1 in a thread, not the emulator: it serves exactly the bytes
-    a test scripts (``answer``), else a small valid reply, and records every request (``seen``)."""
+class RawServer(rs.RawServer):
+    """The shared raw loopback server (``tests/_raw_server.py``), not the emulator: it serves
+    exactly the replies a test scripts (``answer``), else a small valid reply, and records every
+    request (``seen``)."""
 
     def __init__(self) -> None:
-        self.seen: list[Seen] = []
-        self._replies: list[Reply] = []
-        self._lock = threading.Lock()
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                self._serve()
-
-            def do_GET(self) -> None:
-                self._serve()
-
-            def _serve(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                seen = Seen(self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body)
-                reply = server._next(seen)
-                if reply.delay:
-                    server._stop.wait(reply.delay)
-                payload = reply.payload()
-                self.send_response(reply.status)
-                self.send_header("Content-Type", reply.content_type)
-                self.send_header("Content-Length", str(len(payload)))
-                for name, value in reply.headers:
-                    self.send_header(name, value)
-                self.end_headers()
-                self.wfile.write(payload)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        class Server(ThreadingHTTPServer):
-            def handle_error(self, request: Any, client_address: Any) -> None:
-                pass  # a client that timed out and hung up is what some tests want
-
-        self._stop = threading.Event()
-        self._http = Server(("127.0.0.1", 0), Handler)
-        self._http.daemon_threads = True
-        self._thread = threading.Thread(target=self._http.serve_forever, args=(0.01,), daemon=True)
-        self._thread.start()
+        super().__init__("llama_index", default=default_reply)
 
     @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self._http.server_address[1]}/v1"
-
-    def answer(self, *replies: Reply) -> RawServer:
-        """Serve these replies, in order, to the next requests (then the defaults again)."""
-        with self._lock:
-            self._replies.extend(replies)
-        return self
-
-    def _next(self, seen: Seen) -> Reply:
-        with self._lock:
-            self.seen.append(seen)
-            if self._replies:
-                return self._replies.pop(0)
-        return default_reply(seen)
-
-    def close(self) -> None:
-        self._stop.set()
-        self._http.shutdown()
-        self._http.server_close()
-        self._thread.join(timeout=5)
+    def seen(self) -> list[Seen]:
+        return self.requests
 
 
 def completion(message: dict[str, Any], **choice: Any) -> dict[str, Any]:

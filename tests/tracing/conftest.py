@@ -5,11 +5,10 @@ emulator's ledger is the truth every captured cost is compared with)."""
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import nebo_test_raw_server as rs  # registered by tests/conftest.py
 import pytest
 from langchain_core.tracers.langchain import LangChainTracer
 from langsmith import Client
@@ -23,36 +22,23 @@ from nebo_emulator import NeboEmulator
 class FakeLangSmith:
     """A loopback LangSmith endpoint that answers ``{}`` and keeps every run it was sent."""
 
+    METHODS = ("GET", "POST", "PATCH")
+
     def __init__(self) -> None:
-        self.received: list[tuple[str, str, Any]] = []
-        owner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-            def _handle(self) -> None:
-                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                body = json.loads(raw) if raw.startswith(b"{") else None
-                owner.received.append((self.command, self.path, body))
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"{}")
-
-            do_GET = do_POST = do_PATCH = _handle
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.01,), daemon=True)
-        self._thread.start()
+        self._server = rs.RawServer("langsmith", default=rs.empty_json(*self.METHODS))
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return self._server.origin
+
+    @property
+    def received(self) -> list[tuple[str, str, Any]]:
+        """Every request answered, in order: its method, path and JSON body (``None`` if not JSON)."""
+        return [
+            (seen.method, seen.path, json.loads(seen.body) if seen.body.startswith(b"{") else None)
+            for seen in self._server.requests
+            if seen.method in self.METHODS
+        ]
 
     def posted_runs(self) -> list[dict[str, Any]]:
         """The first state of every run (its POST), in order."""
@@ -65,9 +51,7 @@ class FakeLangSmith:
         ]
 
     def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join()
+        self._server.close()
 
 
 @pytest.fixture

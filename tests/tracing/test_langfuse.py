@@ -13,12 +13,11 @@ cost with the emulator's ledger, to the microdollar.
 from __future__ import annotations
 
 import json
-import threading
 import uuid
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import nebo_test_raw_server as rs  # registered by tests/conftest.py
 import pytest
 
 pytest.importorskip("langfuse")
@@ -37,35 +36,25 @@ class FakeLangfuse:
     """A loopback Langfuse endpoint that answers ``{}`` and keeps every OTLP export it was sent."""
 
     def __init__(self) -> None:
-        self.exports: list[bytes] = []
-        self.paths: list[str] = []
-        owner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                owner.paths.append(self.path)
-                if self.path.endswith("/otel/v1/traces"):
-                    owner.exports.append(raw)
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"{}")
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.01,), daemon=True)
-        self._thread.start()
+        self._server = rs.RawServer("langfuse", default=rs.empty_json("POST"))
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return self._server.origin
+
+    @property
+    def paths(self) -> list[str]:
+        """The path of every POST, in order."""
+        return [seen.path for seen in self._server.requests if seen.method == "POST"]
+
+    @property
+    def exports(self) -> list[bytes]:
+        """Every OTLP trace export (a protobuf body), in order."""
+        return [
+            seen.body
+            for seen in self._server.requests
+            if seen.method == "POST" and seen.path.endswith("/otel/v1/traces")
+        ]
 
     def spans(self) -> list[tuple[str, dict[str, Any]]]:
         """Every exported span: its name and attributes (JSON strings decoded)."""
@@ -79,9 +68,7 @@ class FakeLangfuse:
         return found
 
     def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join()
+        self._server.close()
 
 
 def _value(value: Any) -> Any:

@@ -1,10 +1,16 @@
-"""A scriptable raw HTTP/1.1 server on loopback, written for the fault matrix (not the emulator).
+"""A scriptable raw HTTP/1.1 server on loopback, shared by every suite that needs one (the fault
+matrix, the LangChain and LlamaIndex adapters, the tracing fakes); not the emulator.
 
 Each request the server reads is recorded (method, path, headers, body) and answered by the
 next *reply* of its script: a list of steps written straight to the socket (bytes, pauses, a
-cut connection, or a hang that never answers), or a function of the recorded request that
-returns such a list (to echo a header back). Every response closes its connection, so no test
-depends on connection reuse. The server runs in background threads; ``close()`` stops them.
+cut connection, or a hang that never answers), a whole :class:`Reply`, or a function of the
+recorded request that returns either (to echo a header back). When the script is empty, the
+server's ``default`` answers (or, without one, an "unexpected" 500). Every response closes its
+connection, so no test depends on connection reuse. The server runs in background threads;
+``close()`` stops them.
+
+Load it through ``tests/conftest.py``, which registers it as ``nebo_test_raw_server`` (test
+modules and conftests are imported with ``--import-mode=importlib`` and cannot import siblings).
 """
 
 from __future__ import annotations
@@ -15,7 +21,9 @@ import struct
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 # --- what the server saw ------------------------------------------------------------------------
 
@@ -29,8 +37,15 @@ class Seen:
     headers: dict[str, str]
     body: bytes
 
+    @property
     def json(self) -> Any:
+        """The body as JSON (``None`` for an empty body)."""
         return json.loads(self.body) if self.body else None
+
+    @property
+    def query(self) -> dict[str, list[str]]:
+        """The query string, parsed (``parse_qs``)."""
+        return parse_qs(urlsplit(self.path).query)
 
 
 # --- the steps of a reply ------------------------------------------------------------------------
@@ -63,26 +78,22 @@ class Hang:
 
 
 Step = Write | Pause | Cut | Hang
-Reply = Sequence[Step] | Callable[[Seen], Sequence[Step]]
-
-_REASONS = {
-    200: "OK",
-    307: "Temporary Redirect",
-    400: "Bad Request",
-    401: "Unauthorized",
-    429: "Too Many Requests",
-    500: "Internal Server Error",
-    502: "Bad Gateway",
-    503: "Service Unavailable",
-}
+Headers = Mapping[str, str] | Iterable[tuple[str, str]]
 
 
-def head(status: int, headers: Mapping[str, str] | Iterable[tuple[str, str]] = ()) -> bytes:
+def _reason(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Status"
+
+
+def head(status: int, headers: Headers = ()) -> bytes:
     """A status line and headers (plus ``Connection: close``), up to the blank line."""
     items = list(headers.items()) if isinstance(headers, Mapping) else list(headers)
     if not any(k.lower() == "connection" for k, _ in items):
         items.append(("Connection", "close"))
-    lines = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Status')}"]
+    lines = [f"HTTP/1.1 {status} {_reason(status)}"]
     lines += [f"{k}: {v}" for k, v in items]
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
@@ -90,7 +101,7 @@ def head(status: int, headers: Mapping[str, str] | Iterable[tuple[str, str]] = (
 def respond(
     status: int,
     body: bytes | str = b"",
-    headers: Mapping[str, str] | None = None,
+    headers: Headers | None = None,
     content_type: str | None = "application/json",
 ) -> list[Step]:
     """A complete response with a ``Content-Length``."""
@@ -135,17 +146,56 @@ def sse(
     return steps
 
 
+@dataclass(frozen=True)
+class Reply:
+    """A whole response, for tests that script answers rather than socket steps: a status, a body
+    (bytes and text as is, anything else as JSON), a content type and extra headers, sent after
+    ``delay`` seconds (to make a client time out)."""
+
+    body: Any = None
+    status: int = 200
+    content_type: str = "application/json"
+    headers: Headers = ()
+    delay: float = 0.0
+
+    def payload(self) -> bytes:
+        if isinstance(self.body, bytes):
+            return self.body
+        return self.body.encode() if isinstance(self.body, str) else json.dumps(self.body).encode()
+
+    def steps(self) -> list[Step]:
+        pause: list[Step] = [Pause(self.delay)] if self.delay else []
+        return [*pause, *respond(self.status, self.payload(), self.headers, self.content_type)]
+
+
+Answer = Sequence[Step] | Reply
+Script = Answer | Callable[[Seen], Answer]
+
+
+def empty_json(*methods: str) -> Callable[[Seen], Reply]:
+    """A ``default`` for a fake endpoint: ``{}`` to these methods, a 501 to any other."""
+
+    def answer(seen: Seen) -> Reply:
+        if seen.method in methods:
+            return Reply(b"{}")
+        return Reply(b"Unsupported method", status=501, content_type="text/plain")
+
+    return answer
+
+
 # --- the server ---------------------------------------------------------------------------------
 
 
 class RawServer:
-    """A loopback HTTP server answering each request with the next reply of its script."""
+    """A loopback HTTP server answering each request with the next reply of its script, then
+    with ``default`` (a function of the request), or without one an "unexpected" 500."""
 
-    def __init__(self, name: str = "nebo") -> None:
+    def __init__(self, name: str = "nebo", default: Callable[[Seen], Answer] | None = None) -> None:
         self.name = name
         self.requests: list[Seen] = []
         self.unexpected: list[Seen] = []
-        self._script: list[Reply] = []
+        self._default = default
+        self._script: list[Script] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._conns: set[socket.socket] = set()
@@ -173,14 +223,20 @@ class RawServer:
         with self._lock:
             return len(self.requests)
 
-    def script(self, *replies: Reply) -> RawServer:
-        """Answer the next requests with these replies, in order (then with an "unexpected" 500)."""
+    def script(self, *replies: Script) -> RawServer:
+        """Answer the next requests with these replies, in order (then with the default)."""
         with self._lock:
             self._script = list(replies)
         return self
 
-    def repeat(self, reply: Reply, times: int) -> RawServer:
+    def repeat(self, reply: Script, times: int) -> RawServer:
         return self.script(*([reply] * times))
+
+    def answer(self, *replies: Script) -> RawServer:
+        """Queue these replies after those already scripted."""
+        with self._lock:
+            self._script.extend(replies)
+        return self
 
     # -- threads ------------------------------------------------------------------------------
 
@@ -205,16 +261,16 @@ class RawServer:
                 return
             with self._lock:
                 self.requests.append(seen)
-                reply = self._script.pop(0) if self._script else None
+                reply = self._script.pop(0) if self._script else self._default
                 if reply is None:
                     self.unexpected.append(seen)
             if reply is None:
-                steps: Sequence[Step] = respond_json(
+                answer: Answer = respond_json(
                     500, {"error": {"message": f"unexpected request to the {self.name} server"}}
                 )
             else:
-                steps = reply(seen) if callable(reply) else reply
-            self._play(conn, steps)
+                answer = reply(seen) if callable(reply) else reply
+            self._play(conn, answer.steps() if isinstance(answer, Reply) else answer)
         except OSError:
             pass  # the client went away: what it saw is the test's business
         finally:
@@ -277,6 +333,12 @@ class RawServer:
                 break
             body += part
         return Seen(method, path, headers, body[:length])
+
+    def __enter__(self) -> RawServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def close(self) -> None:
         self._stop.set()
