@@ -16,6 +16,9 @@ SESSION_WINDOW_S = 5 * 3600
 WEEKLY_WINDOW_S = 7 * 24 * 3600
 MAX_CLOCK_SKEW_S = 3600.0
 """A ``Date`` header further off than this is a broken header, not a skewed clock."""
+DATE_BLUR_S = 2.0
+"""A ``Date`` header within this of our clock shows no skew: its whole seconds and the response's
+transit blur it by up to a second or so."""
 
 WindowName = Literal["session", "weekly"]
 CostSource = Literal["server", "headers", "estimate", "unknown"]
@@ -163,10 +166,12 @@ class BudgetSnapshot:
         return skew if abs(skew) <= MAX_CLOCK_SKEW_S else 0.0
 
     def resolved_skew(self) -> float:
-        """:meth:`clock_skew` beyond the ``Date`` header's one-second resolution (else 0): what a
-        forecast or a pace corrects reset times by."""
+        """:meth:`clock_skew` when it is more than the ``Date`` header can blur (else 0): what a
+        forecast or a pace corrects reset times by. ``Date`` has whole seconds and is stamped before
+        the response travels, so an exact clock reads up to a second behind, plus the response's
+        transit time; under :data:`DATE_BLUR_S` it is taken as no skew."""
         skew = self.clock_skew()
-        return skew if abs(skew) >= 1.0 else 0.0
+        return skew if abs(skew) >= DATE_BLUR_S else 0.0
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (datetimes as ISO strings), with derived fields."""

@@ -193,3 +193,13 @@ def test_done_when_forecast_tracks_a_constant_spender_and_a_doubling_on_a_60s_wi
         g = tracker.forecast()
         assert g.session.burn_rate == pytest.approx(2 * true_rate, rel=0.10)
         assert g.session.seconds_to_exhaustion == pytest.approx(before / 2, rel=0.10)
+
+
+@pytest.mark.parametrize(
+    ("skew", "resolved"), [(0.0, 0.0), (-0.4, 0.0), (-1.3, 0.0), (1.9, 0.0), (-2.5, -2.5), (30.0, 30.0)]
+)
+def test_the_date_headers_blur_is_not_taken_for_clock_skew(skew: float, resolved: float) -> None:
+    """``Date`` is whole seconds, stamped before the response travels: an exact clock reads up to a
+    second behind plus the transit time, which must not move forecast, pace or degrade resets."""
+    s = BudgetSnapshot(observed_at=T0, server_date=T0 + timedelta(seconds=skew))
+    assert s.resolved_skew() == resolved

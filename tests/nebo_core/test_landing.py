@@ -183,8 +183,9 @@ def test_reset_times_are_corrected_by_the_resolved_clock_skew() -> None:
     # The server is 30 s ahead: a reset 10 s away by our clock has already happened by its clock.
     assert rule.reason(snap(10_000, reset_in=10.0, skew=30.0), None, NOW) is None
     assert rule.reason(snap(10_000, reset_in=40.0, skew=30.0), None, NOW) is not None
-    # Under the Date header's one-second resolution, skew is noise and is ignored.
+    # Within the Date header's blur (whole seconds, plus the response's transit), skew is noise.
     assert rule.reason(snap(10_000, reset_in=0.5, skew=0.9), None, NOW) is not None
+    assert rule.reason(snap(10_000, reset_in=0.5, skew=1.5), None, NOW) is not None
     # An implausible skew (a broken header) is ignored too.
     assert rule.reason(snap(10_000, reset_in=10.0, skew=7200.0), None, NOW) is not None
 
