@@ -465,8 +465,8 @@ class BudgetPolicy:
         now = self._clock()
         forecast = tracker.forecast(plan.account, now)
         with self._lock:
-            state = self._degraded.get(plan.account, DegradeState())
-            state = degrade_step(state, forecast, self.degrade, now, mid_tool_loop(plan.body))
+            before = self._degraded.get(plan.account, DegradeState())
+            state = degrade_step(before, forecast, self.degrade, now, mid_tool_loop(plan.body))
             self._degraded[plan.account] = state
         model = plan.model
         for _ in range(state.depth):
@@ -474,16 +474,16 @@ class BudgetPolicy:
             if cheaper is None:
                 break
             model = cheaper
-        if model != plan.model:
+        if state.depth != before.depth:  # logged when the step changes, not on every call
             binding = forecast.binding
             logger.info(
-                "Nebo budget forecast: the %s window runs short before its reset; %s -> %s",
+                "Nebo budget forecast: the %s window %s; %s -> %s",
                 binding.name if binding is not None else "budget",
+                "runs short before its reset" if state.depth > before.depth else "has reset",
                 plan.model,
                 model,
             )
-            return replace(plan, model=model)
-        return plan
+        return replace(plan, model=model) if model != plan.model else plan
 
     def degraded_depth(self, account: str | None = None) -> int:
         """How many steps down the degrade chain ``account``'s chat calls go now (0: none)."""
