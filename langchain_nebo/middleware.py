@@ -70,21 +70,11 @@ class _WindDown(WindDown):
         tools: ToolsOff | None,
     ) -> _WindDown | None:
         """The settings, or ``None`` when no threshold is set; each bad value raises naming its
-        keyword, in the keywords' order (the thresholds and the message, then ``wind_down_tools``)."""
-        bare = at is None and within_s is None and below_micro is None
-        # With no threshold only the message can be wrong, and checking it takes one: lend it 1.0.
-        shared = WindDown.build(1.0 if bare else at, within_s, below_micro, message)
+        keyword (``wind_down_tools`` first, then the shared thresholds and the message)."""
         if tools is not None and tools not in ("none", "remove"):
             raise NeboConfigurationError(f"wind_down_tools must be 'none' or 'remove'; got {tools!r}")
-        if bare or shared is None:
-            given = [
-                n for n, v in (("wind_down_message", message), ("wind_down_tools", tools)) if v is not None
-            ]
-            if given:
-                raise NeboConfigurationError(
-                    f"{' and '.join(given)} need a threshold: set wind_down_at, wind_down_within_s "
-                    "or wind_down_below_micro"
-                )
+        shared = WindDown.build(at, within_s, below_micro, message, also={"wind_down_tools": tools})
+        if shared is None:
             return None
         return cls(
             shared.at,

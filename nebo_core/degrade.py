@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 from nebo_core.errors import NeboConfigurationError
 from nebo_core.forecast import SHORT_SAMPLES, BudgetForecast
+from nebo_core.settings import check_number
 
 
 @dataclass(frozen=True)
@@ -45,13 +46,21 @@ class Degrade:
                 f"got {self.chain!r}"
             )
         if not isinstance(self.chain, str):
-            object.__setattr__(self, "chain", tuple(self.chain))
-        if self.at_fraction is not None and not 0.0 < self.at_fraction <= 1.0:
-            raise NeboConfigurationError(f"Degrade(at_fraction=) must be in (0, 1]; got {self.at_fraction!r}")
-        if self.min_samples < 2:
-            raise NeboConfigurationError(f"Degrade(min_samples=) must be >= 2; got {self.min_samples!r}")
-        if self.settle_calls < 1:
-            raise NeboConfigurationError(f"Degrade(settle_calls=) must be >= 1; got {self.settle_calls!r}")
+            chain = tuple(self.chain)
+            if not chain or not all(isinstance(m, str) and m for m in chain):
+                raise NeboConfigurationError(
+                    f"Degrade(chain=) must list model ids (non-empty strings); got {list(chain)!r}"
+                )
+            object.__setattr__(self, "chain", chain)
+        at = self.at_fraction
+        if at is not None and not 0.0 < check_number("Degrade(at_fraction=)", at) <= 1.0:
+            raise NeboConfigurationError(f"Degrade(at_fraction=) must be in (0, 1]; got {at!r}")
+        for name, value, low in (
+            ("min_samples", self.min_samples, 2),
+            ("settle_calls", self.settle_calls, 1),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise NeboConfigurationError(f"Degrade({name}=) must be an int >= {low}; got {value!r}")
 
 
 @dataclass(frozen=True)

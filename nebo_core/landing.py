@@ -12,25 +12,20 @@ wrap-up instruction. How a call is wound down is the adapter's business. See ``d
 
 from __future__ import annotations
 
-import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from nebo_core.budget import BudgetSnapshot
 from nebo_core.errors import NeboConfigurationError
 from nebo_core.forecast import BudgetForecast
+from nebo_core.settings import check_number as _number
 
 WIND_DOWN_MESSAGE = (
     "The budget for this task is almost spent. Do not call any more tools. Give your final "
     "answer now, using what you already know, and say briefly what is left undone."
 )
 """The default wrap-up instruction appended (as a system message) to a wound-down model call."""
-
-
-def _number(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise NeboConfigurationError(f"{name} must be a finite number; got {value!r}")
-    return float(value)
 
 
 @dataclass(frozen=True)
@@ -50,11 +45,18 @@ class WindDown:
 
     @classmethod
     def build(
-        cls, at: float | None, within_s: float | None, below_micro: int | None, message: str | None
+        cls,
+        at: float | None,
+        within_s: float | None,
+        below_micro: int | None,
+        message: str | None,
+        also: Mapping[str, object] | None = None,
     ) -> WindDown | None:
         """The settings, or ``None`` when no threshold is set; each bad value raises
         :class:`~nebo_core.errors.NeboConfigurationError` naming its keyword (``wind_down_at``,
-        ``wind_down_within_s``, ``wind_down_below_micro``, ``wind_down_message``)."""
+        ``wind_down_within_s``, ``wind_down_below_micro``, ``wind_down_message``). ``also``: an
+        adapter's own wind-down keywords (name -> value, ``None`` when not given), which like the
+        message have no effect, and so are refused, without a threshold."""
         if at is not None and not 0.0 < _number("wind_down_at", at) <= 1.0:
             raise NeboConfigurationError(f"wind_down_at must be a used fraction in (0, 1]; got {at!r}")
         if within_s is not None and not _number("wind_down_within_s", within_s) > 0:
@@ -68,10 +70,11 @@ class WindDown:
         if message is not None and (not isinstance(message, str) or not message.strip()):
             raise NeboConfigurationError(f"wind_down_message must be a non-empty string; got {message!r}")
         if at is None and within_s is None and below_micro is None:
-            if message is not None:
+            given = [n for n, v in (("wind_down_message", message), *(also or {}).items()) if v is not None]
+            if given:
                 raise NeboConfigurationError(
-                    "wind_down_message needs a threshold: set wind_down_at, wind_down_within_s "
-                    "or wind_down_below_micro"
+                    f"{' and '.join(given)} {'needs' if len(given) == 1 else 'need'} a threshold: set "
+                    "wind_down_at, wind_down_within_s or wind_down_below_micro"
                 )
             return None
         return cls(

@@ -24,7 +24,6 @@ Everything here but :class:`PaceBook` is pure: the policy yields the store call.
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from collections.abc import Mapping
@@ -33,7 +32,7 @@ from datetime import datetime, timedelta
 
 from nebo_core.budget import BudgetSnapshot, WindowName
 from nebo_core.errors import NeboConfigurationError
-from nebo_core.settings import LANES
+from nebo_core.settings import LANES, check_number
 
 
 @dataclass(frozen=True)
@@ -74,16 +73,26 @@ class Pace:
     min_rate_window_s: float = 0.25
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.reserve_fraction < 1.0:
+        if not 0.0 <= check_number("Pace(reserve_fraction=)", self.reserve_fraction) < 1.0:
             raise NeboConfigurationError(
                 f"Pace(reserve_fraction=) must be in [0, 1), got {self.reserve_fraction!r}"
             )
-        if not (self.burst_s >= 0.0 and math.isfinite(self.burst_s)):
+        if not check_number("Pace(burst_s=)", self.burst_s) >= 0.0:
             raise NeboConfigurationError(f"Pace(burst_s=) must be a finite number >= 0, got {self.burst_s!r}")
+        if not check_number("Pace(min_rate_window_s=)", self.min_rate_window_s) > 0.0:
+            raise NeboConfigurationError(
+                f"Pace(min_rate_window_s=) must be seconds > 0, got {self.min_rate_window_s!r}"
+            )
+        windows = (self.windows,) if isinstance(self.windows, str) else tuple(self.windows)
+        object.__setattr__(self, "windows", windows)  # "session" alone means ("session",)
         unknown = [w for w in self.windows if w not in ("session", "weekly")]
         if unknown or not self.windows:
             raise NeboConfigurationError(
                 f"Pace(windows=) takes 'session' and/or 'weekly', got {list(self.windows)!r}"
+            )
+        if not isinstance(self.lanes, Mapping):
+            raise NeboConfigurationError(
+                f"Pace(lanes=) maps lane names to LaneRule(...), got {type(self.lanes).__name__}"
             )
         bad = sorted(set(self.lanes) - LANES)
         if bad:
@@ -91,9 +100,12 @@ class Pace:
         for name, rule in self.lanes.items():
             if not isinstance(rule, LaneRule):
                 raise NeboConfigurationError(f"Pace(lanes=) maps a lane to a LaneRule; {name!r} is not one")
-            if rule.hold_at is not None and not 0.0 < rule.hold_at <= 1.0:
+            if rule.hold_at is not None and not 0.0 < check_number("LaneRule(hold_at=)", rule.hold_at) <= 1.0:
                 raise NeboConfigurationError(f"LaneRule(hold_at=) for {name!r} must be in (0, 1]")
-            if rule.tolerance_s is not None and not rule.tolerance_s >= 0.0:
+            if (
+                rule.tolerance_s is not None
+                and not check_number("LaneRule(tolerance_s=)", rule.tolerance_s) >= 0.0
+            ):
                 raise NeboConfigurationError(f"LaneRule(tolerance_s=) for {name!r} must be >= 0")
 
     def rule(self, lane: str | None) -> LaneRule:

@@ -160,6 +160,14 @@ def check_timeout(raw: Any) -> float:
     return _timeout(raw)
 
 
+def check_number(name: str, raw: Any) -> float:
+    """A finite real number for option ``name`` (not a bool, a string or NaN), or a
+    :class:`NeboConfigurationError` naming the option: every numeric budget option goes through it."""
+    if isinstance(raw, bool) or not isinstance(raw, (int, float)) or not math.isfinite(raw):
+        raise NeboConfigurationError(f"{name} must be a finite number; got {raw!r}")
+    return float(raw)
+
+
 def check_retries(raw: Any) -> int:
     """A retry count, validated like the constructor's (a per-call ``max_retries=`` too)."""
     return _retries(raw)

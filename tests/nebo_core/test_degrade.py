@@ -112,6 +112,11 @@ def test_a_tool_loop_keeps_its_model() -> None:
         ({"at_fraction": 1.5}, "at_fraction"),
         ({"min_samples": 1}, "min_samples"),
         ({"settle_calls": 0}, "settle_calls"),
+        ({"chain": [1]}, "chain"),
+        ({"chain": []}, "chain"),
+        ({"at_fraction": "0.9"}, "at_fraction"),
+        ({"min_samples": 2.5}, "min_samples"),
+        ({"settle_calls": True}, "settle_calls"),
     ],
 )
 def test_bad_degrade_options_fail_loudly_naming_the_option(kwargs: dict[str, Any], name: str) -> None:

@@ -136,11 +136,22 @@ def test_lanes_are_held_by_used_fraction_lowest_priority_first() -> None:
         ({"lanes": {"main": 3}}, "LaneRule"),
         ({"lanes": {"events": LaneRule(hold_at=1.5)}}, "hold_at"),
         ({"lanes": {"events": LaneRule(tolerance_s=-1.0)}}, "tolerance_s"),
+        # wrong types: a clear error naming the option, never a TypeError from a comparison
+        ({"reserve_fraction": "0.05"}, "reserve_fraction"),
+        ({"burst_s": None}, "burst_s"),
+        ({"min_rate_window_s": 0.0}, "min_rate_window_s"),
+        ({"lanes": ["main"]}, "lanes"),
+        ({"lanes": {"events": LaneRule(tolerance_s="1")}}, "tolerance_s"),  # type: ignore[arg-type]
+        ({"lanes": {"events": LaneRule(hold_at=True)}}, "hold_at"),  # type: ignore[arg-type]
     ],
 )
 def test_bad_pace_options_fail_loudly_naming_the_option(kwargs: dict[str, Any], name: str) -> None:
     with pytest.raises(NeboConfigurationError, match=name):
         Pace(**kwargs)
+
+
+def test_a_single_window_name_is_that_window() -> None:
+    assert Pace(windows="session").windows == ("session",)  # type: ignore[arg-type]
 
 
 def test_policy_rejects_a_pace_that_is_not_a_pace() -> None:
