@@ -242,3 +242,24 @@ def _span(delta: timedelta) -> str:
             n = seconds // size
             return f"{n} {unit}{'s' if n != 1 else ''}"
     return f"{seconds} s"
+
+
+def cap_list(caps: Sequence[Cap], max_spend_micro: int | None = None) -> tuple[Cap, ...]:
+    """A policy's caps, checked: ``Cap`` objects, one per level, plus the ``max_spend_micro``
+    shorthand as the ``scope`` level (refused beside an explicit ``Cap("scope", ...)``)."""
+    out = list(caps)
+    if any(not isinstance(cap, Cap) for cap in out):
+        raise NeboConfigurationError(
+            "caps must be a list of nebo_core.Cap(level, max_spend_micro, period=...)"
+        )
+    if max_spend_micro is not None:
+        if any(cap.level == SCOPE_LEVEL for cap in out):
+            raise NeboConfigurationError(
+                "max_spend_micro= is the shorthand for Cap('scope', ...): pass one or the other, not both"
+            )
+        out.append(Cap(SCOPE_LEVEL, max_spend_micro))
+    levels = [cap.level for cap in out]
+    twice = sorted({level for level in levels if levels.count(level) > 1})
+    if twice:
+        raise NeboConfigurationError(f"one Cap per level: {twice} appear more than once")
+    return tuple(out)

@@ -11,12 +11,14 @@ from __future__ import annotations
 from collections.abc import Generator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 
 from nebo_core.budget import CallKind
 from nebo_core.caps import CapLine, Scope
 from nebo_core.errors import NeboBudgetExhausted
-from nebo_core.stores import BudgetStore, Reservation
+
+if TYPE_CHECKING:  # types only: the stores import pacing, which builds on these decisions
+    from nebo_core.stores import BudgetStore, Reservation
 
 T = TypeVar("T")
 

@@ -14,14 +14,19 @@ on one model.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import logging
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
+from nebo_core.decisions import CallPlan
 from nebo_core.errors import NeboConfigurationError
 from nebo_core.forecast import SHORT_SAMPLES, BudgetForecast
 from nebo_core.settings import check_number
+
+logger = logging.getLogger("nebo_core.budget")
 
 
 @dataclass(frozen=True)
@@ -113,6 +118,51 @@ def step(
     return replace(state, calls=state.calls + 1) if state.depth else state
 
 
+class Degrader:
+    """One policy's degrade state per account, behind a lock: what :func:`step` says, applied."""
+
+    def __init__(self, degrade: Degrade) -> None:
+        self.degrade = degrade
+        self._lock = threading.Lock()
+        self._states: dict[str | None, DegradeState] = {}
+
+    def apply(
+        self,
+        plan: CallPlan,
+        forecast: BudgetForecast,
+        now: datetime,
+        next_model: Callable[[CallPlan, Sequence[str] | Literal["auto"]], str | None],
+    ) -> CallPlan:
+        """``plan`` on the model its account's state calls for (``next_model(plan, chain)``: the
+        next cheaper model along the chain); the step change, if any, is logged."""
+        with self._lock:
+            before = self._states.get(plan.account, DegradeState())
+            state = step(before, forecast, self.degrade, now, mid_tool_loop(plan.body))
+            self._states[plan.account] = state
+        model = plan.model
+        for _ in range(state.depth):
+            cheaper = next_model(replace(plan, model=model), self.degrade.chain)
+            if cheaper is None:
+                break
+            model = cheaper
+        if state.depth != before.depth:  # logged when the step changes, not on every call
+            binding = forecast.binding
+            logger.info(
+                "Nebo budget forecast: the %s window %s; %s -> %s",
+                binding.name if binding is not None else "budget",
+                "runs short before its reset" if state.depth > before.depth else "has reset",
+                plan.model,
+                model,
+            )
+        return replace(plan, model=model) if model != plan.model else plan
+
+    def depth(self, account: str | None) -> int:
+        """How many steps down the chain ``account``'s chat calls go now (0: none)."""
+        with self._lock:
+            state = self._states.get(account)
+            return state.depth if state is not None else 0
+
+
 def mid_tool_loop(body: Mapping[str, Any] | None) -> bool:
     """Whether a chat request continues a tool loop: its last message is a tool result."""
     messages = body.get("messages") if body is not None else None
@@ -122,4 +172,4 @@ def mid_tool_loop(body: Mapping[str, Any] | None) -> bool:
     return isinstance(last, Mapping) and last.get("role") in ("tool", "function")
 
 
-__all__ = ["Degrade", "DegradeState", "mid_tool_loop", "pressed", "step"]
+__all__ = ["Degrade", "DegradeState", "Degrader", "mid_tool_loop", "pressed", "step"]

@@ -24,7 +24,7 @@ one retry layer acts on it.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -212,6 +212,39 @@ def scrub_error(error: NeboError, secrets: tuple[str, ...]) -> NeboError:
     return error
 
 
+EXHAUSTED_TRUST_S = 60.0
+"""How long a reported exhaustion refuses calls up front. After that the next call goes to the
+server again, so a top-up or a plan change is seen within a minute, even with the reset hours away."""
+
+
+def exhausted_error(snapshot: BudgetSnapshot, now: datetime | None = None) -> NeboBudgetExhausted | None:
+    """The budget error a call would get now, judging by a snapshot (``None`` if it may go).
+
+    ``now`` is the server's time (ours corrected by the snapshot's clock skew, the default)."""
+    if not snapshot.exhausted:
+        return None
+    window = snapshot.exhausted_window
+    assert window is not None
+    skew = snapshot.clock_skew()
+    now = now or datetime.now(timezone.utc) + timedelta(seconds=skew)
+    if window.reset_at is not None and window.reset_at <= now:
+        return None  # the window has rolled since this snapshot: let the server say
+    age = (now - snapshot.observed_at).total_seconds() - skew  # `now` is server time; observed_at ours
+    if age > EXHAUSTED_TRUST_S:
+        return None  # an old report: ask the server again (a top-up may have refilled the pools)
+    when = f"; it resets at {window.reset_at.isoformat()}" if window.reset_at else ""
+    return NeboBudgetExhausted(
+        f"the Nebo {window.name} budget is exhausted{when}",
+        window=window.name,
+        reset_at=window.reset_at,
+        snapshot=snapshot,
+        status=None,
+        code="USAGE_LIMIT_EXCEEDED",
+    )
+
+
+# The error classes (the adapters re-export exactly these); exhausted_error is reached through
+# nebo_core.policy.
 __all__ = [
     "NeboAuthenticationError",
     "NeboBadRequestError",

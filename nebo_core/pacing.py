@@ -19,7 +19,8 @@ fleet runs at its pace, so ``heartbeat`` and ``events`` wait first. A lane's ``h
 a used fraction of the tighter window past which the lane waits for the reset altogether,
 so as the window drains the low lanes stop first and ``main`` keeps what is left.
 
-Everything here but :class:`PaceBook` is pure: the policy yields the store call.
+Everything here but :class:`PaceBook` is pure: :func:`pace_steps` yields its store calls for the
+policy's drivers to run.
 """
 
 from __future__ import annotations
@@ -29,9 +30,11 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from typing import Literal
 
 from nebo_core.budget import BudgetSnapshot, WindowName
-from nebo_core.errors import NeboConfigurationError
+from nebo_core.decisions import CallPlan, Decision, Refuse, Steps, Wait
+from nebo_core.errors import NeboBudgetExhausted, NeboConfigurationError
 from nebo_core.settings import LANES, check_number
 
 
@@ -212,8 +215,67 @@ def held_until_reset(pace: Pace, lane: str | None, goal: PaceTarget) -> bool:
     return rule.hold_at is not None and goal.used_fraction >= rule.hold_at
 
 
+PACE_CODE = "BUDGET_PACED"
+"""The code of the refusal when pacing would hold a call longer than ``max_wait``."""
+
+
+def pace_steps(
+    pace: Pace,
+    plan: CallPlan,
+    cost: float,
+    snapshot: BudgetSnapshot | None,
+    now: datetime,
+    max_wait: float,
+    reset_margin: float,
+    scope: str | None,
+) -> Steps[Decision | None]:
+    """The pace decision for ``plan`` as policy steps: ``None`` to go now, else a :class:`Wait` for
+    its booked slot (``reason="pace"``), for room or the reset (a held lane: ``"held"``), or a
+    refusal past ``max_wait``. ``cost``: what the call is expected to cost (the model's mean, else
+    its estimate); ``snapshot``: this process's freshest (``None``: read the one another process
+    published); ``reset_margin``: seconds added to a wait for the reset."""
+    if snapshot is None:  # this process's first call: another one may have published the budget
+        snapshot = yield ("snapshot", (plan.account,))
+    goal = target(snapshot, pace, now)
+    if goal is None:
+        return None  # nothing known to pace by yet: the first response tells
+    if held_until_reset(pace, plan.lane, goal):
+        wait = Wait(goal.seconds_to_reset + reset_margin, plan.model, goal.reset_at, reason="held")
+        return _within(plan, wait, goal, max_wait, scope)
+    lane = plan.lane or "main"
+    booking: Booking = yield (
+        "pace",
+        (f"pace:{plan.account or '-'}", cost / goal.rate, pace.burst_s, pace.rule(lane).tolerance_s, lane),
+    )
+    if booking.booked and booking.wait_s <= 0.0:
+        return None
+    reason: Literal["pace", "held"] = "pace" if booking.booked else "held"
+    return _within(plan, Wait(booking.wait_s, plan.model, None, reason=reason), goal, max_wait, scope)
+
+
+def _within(plan: CallPlan, wait: Wait, goal: PaceTarget, max_wait: float, scope: str | None) -> Decision:
+    """``wait``, unless it takes the call past ``max_wait`` in all: then a refusal."""
+    if plan.held_s + wait.seconds <= max_wait:
+        return wait
+    return Refuse(
+        NeboBudgetExhausted(
+            f"pacing would hold this {plan.lane or 'main'}-lane call "
+            f"{plan.held_s + wait.seconds:.0f} s in all (over max_wait={max_wait:.0f} s): the "
+            f"{goal.window} window is {goal.used_fraction:.0%} used and paced at {goal.rate:.0f} "
+            "microdollars/s until its reset. Raise max_wait, lower "
+            "Pace(reserve_fraction=), or send the call on a higher-priority lane",
+            window=goal.window,
+            reset_at=goal.reset_at,
+            scope=scope,
+            code=PACE_CODE,
+        ),
+        plan.model,
+    )
+
+
 __all__ = [
     "DEFAULT_LANES",
+    "PACE_CODE",
     "Booking",
     "LaneRule",
     "Pace",
@@ -221,5 +283,6 @@ __all__ = [
     "PaceTarget",
     "book",
     "held_until_reset",
+    "pace_steps",
     "target",
 ]

@@ -35,6 +35,7 @@ from nebo_core.caps import (
     Cap,
     CapLine,
     Scope,
+    cap_list,
     lines_for,
     normalize_scope,
     scope_label,
@@ -50,9 +51,14 @@ from nebo_core.decisions import (
     arun_steps,
     run_steps,
 )
-from nebo_core.degrade import Degrade, DegradeState, mid_tool_loop
-from nebo_core.degrade import step as degrade_step
-from nebo_core.errors import NeboBudgetExhausted, NeboConfigurationError, NeboStoreError
+from nebo_core.degrade import Degrade, Degrader
+from nebo_core.errors import (
+    EXHAUSTED_TRUST_S,
+    NeboBudgetExhausted,
+    NeboConfigurationError,
+    NeboStoreError,
+    exhausted_error,
+)
 from nebo_core.models import MODELS, get_model
 from nebo_core.store_guard import STORE_CODE, StoreErrorMode, StoreGuard
 from nebo_core.stores import BudgetStore, InMemoryBudgetStore, ReserveResult
@@ -67,7 +73,7 @@ MEAN_CACHE_S = 2.0
 """How long a model's observed mean cost is reused before the store is asked again by default (it
 moves slowly; asking every call would cost a round trip)."""
 CAP_CODE = "BUDGET_CAP_REACHED"
-PACE_CODE = "BUDGET_PACED"
+PACE_CODE = pacing.PACE_CODE
 RESERVATION_MARGIN_S = 60.0
 """Added to a call's timeout for its reservation's time-to-live (retry sleeps, settling)."""
 DEFAULT_RESERVATION_TTL_S = 360.0
@@ -76,37 +82,6 @@ DEFAULT_RESERVATION_TTL_S = 360.0
 
 def _utcnow() -> datetime:
     return datetime.now(timezone.utc)
-
-
-EXHAUSTED_TRUST_S = 60.0
-"""How long a reported exhaustion refuses calls up front. After that the next call goes to the
-server again, so a top-up or a plan change is seen within a minute, even with the reset hours away."""
-
-
-def exhausted_error(snapshot: BudgetSnapshot, now: datetime | None = None) -> NeboBudgetExhausted | None:
-    """The budget error a call would get now, judging by a snapshot (``None`` if it may go).
-
-    ``now`` is the server's time (ours corrected by the snapshot's clock skew, the default)."""
-    if not snapshot.exhausted:
-        return None
-    window = snapshot.exhausted_window
-    assert window is not None
-    skew = snapshot.clock_skew()
-    now = now or datetime.now(timezone.utc) + timedelta(seconds=skew)
-    if window.reset_at is not None and window.reset_at <= now:
-        return None  # the window has rolled since this snapshot: let the server say
-    age = (now - snapshot.observed_at).total_seconds() - skew  # `now` is server time; observed_at ours
-    if age > EXHAUSTED_TRUST_S:
-        return None  # an old report: ask the server again (a top-up may have refilled the pools)
-    when = f"; it resets at {window.reset_at.isoformat()}" if window.reset_at else ""
-    return NeboBudgetExhausted(
-        f"the Nebo {window.name} budget is exhausted{when}",
-        window=window.name,
-        reset_at=window.reset_at,
-        snapshot=snapshot,
-        status=None,
-        code="USAGE_LIMIT_EXCEEDED",
-    )
 
 
 def default_estimate_micro(kind: CallKind, model: str, body: Mapping[str, Any] | None = None) -> int:
@@ -239,12 +214,12 @@ class BudgetPolicy:
         self.degrade = degrade
         """Cheaper models before a window runs out, the requested one after its reset
         (:mod:`nebo_core.degrade`)."""
-        self._degraded: dict[str | None, DegradeState] = {}
+        self._degrader = Degrader(degrade) if degrade is not None else None
         self.on_warn = on_warn
         self.max_spend_micro = max_spend_micro
         self.scope = scope
         normalize_scope(scope)  # fails now, not at the first call
-        self.caps: tuple[Cap, ...] = _caps(caps, max_spend_micro)
+        self.caps: tuple[Cap, ...] = cap_list(caps, max_spend_micro)
         self.on_store_error: StoreErrorMode = on_store_error
         self.store_retry_s = float(store_retry_s)
         self.guard = StoreGuard(on_store_error, store_retry_s)
@@ -461,35 +436,13 @@ class BudgetPolicy:
 
     def _degrade(self, plan: CallPlan, tracker: BudgetTracker) -> CallPlan:
         """``plan`` on the model the forecast calls for (:mod:`nebo_core.degrade`)."""
-        assert self.degrade is not None
+        assert self._degrader is not None
         now = self._clock()
-        forecast = tracker.forecast(plan.account, now)
-        with self._lock:
-            before = self._degraded.get(plan.account, DegradeState())
-            state = degrade_step(before, forecast, self.degrade, now, mid_tool_loop(plan.body))
-            self._degraded[plan.account] = state
-        model = plan.model
-        for _ in range(state.depth):
-            cheaper = self.next_model(replace(plan, model=model), self.degrade.chain)
-            if cheaper is None:
-                break
-            model = cheaper
-        if state.depth != before.depth:  # logged when the step changes, not on every call
-            binding = forecast.binding
-            logger.info(
-                "Nebo budget forecast: the %s window %s; %s -> %s",
-                binding.name if binding is not None else "budget",
-                "runs short before its reset" if state.depth > before.depth else "has reset",
-                plan.model,
-                model,
-            )
-        return replace(plan, model=model) if model != plan.model else plan
+        return self._degrader.apply(plan, tracker.forecast(plan.account, now), now, self.next_model)
 
     def degraded_depth(self, account: str | None = None) -> int:
         """How many steps down the degrade chain ``account``'s chat calls go now (0: none)."""
-        with self._lock:
-            state = self._degraded.get(account)
-            return state.depth if state is not None else 0
+        return self._degrader.depth(account) if self._degrader is not None else 0
 
     def _exhausted_now(self, snapshot: BudgetSnapshot | None) -> NeboBudgetExhausted | None:
         """The budget error ``snapshot`` means for a call now (``None``: it may go)."""
@@ -543,50 +496,22 @@ class BudgetPolicy:
         return (yield from self._exhausted(plan, error, tracker))
 
     def _pace(self, plan: CallPlan, amount: int, tracker: BudgetTracker) -> Steps[Decision | None]:
-        """Book ``plan`` on the fleet's pace schedule (:mod:`nebo_core.pacing`): ``None`` to go now,
-        else a wait for its slot (or, for a held lane, for room or the reset)."""
+        """Book ``plan`` on the fleet's pace schedule (:func:`nebo_core.pacing.pace_steps`)."""
         assert self.pace is not None
-        snapshot = tracker.snapshot_for(plan.account)
-        if snapshot is None:  # this process's first call: another one may have published the budget
-            snapshot = yield ("snapshot", (plan.account,))
-        goal = pacing.target(snapshot, self.pace, self._clock())
-        if goal is None:
-            return None  # nothing known to pace by yet: the first response tells
-        if pacing.held_until_reset(self.pace, plan.lane, goal):
-            wait = goal.seconds_to_reset + self.wait_margin
-            wait += random.uniform(0.0, self.wait_jitter) if self.wait_jitter else 0.0
-            return self._paced_wait(plan, Wait(wait, plan.model, goal.reset_at, reason="held"), goal)
         cached = self._means.get(plan.model)
         cost = cached[0] if cached is not None and cached[0] > 0 else float(amount)
-        rule = self.pace.rule(plan.lane)
-        key = f"pace:{plan.account or '-'}"
-        lane = plan.lane or "main"
-        booking: pacing.Booking = yield (
-            "pace",
-            (key, cost / goal.rate, self.pace.burst_s, rule.tolerance_s, lane),
-        )
-        if booking.booked and booking.wait_s <= 0.0:
-            return None
-        reason: Literal["pace", "held"] = "pace" if booking.booked else "held"
-        return self._paced_wait(plan, Wait(booking.wait_s, plan.model, None, reason=reason), goal)
-
-    def _paced_wait(self, plan: CallPlan, wait: Wait, goal: pacing.PaceTarget) -> Decision:
-        """``wait``, unless it takes this call past ``max_wait`` in all: then a refusal."""
-        if plan.held_s + wait.seconds <= self.max_wait:
-            return wait
-        return Refuse(
-            NeboBudgetExhausted(
-                f"pacing would hold this {plan.lane or 'main'}-lane call "
-                f"{plan.held_s + wait.seconds:.0f} s in all (over max_wait={self.max_wait:.0f} s): the "
-                f"{goal.window} window is {goal.used_fraction:.0%} used and paced at {goal.rate:.0f} "
-                "microdollars/s until its reset. Raise max_wait, lower "
-                "Pace(reserve_fraction=), or send the call on a higher-priority lane",
-                window=goal.window,
-                reset_at=goal.reset_at,
-                scope=scope_label(normalize_scope(plan.scope, self.scope)),
-                code=PACE_CODE,
-            ),
-            plan.model,
+        jitter = random.uniform(0.0, self.wait_jitter) if self.wait_jitter else 0.0
+        return (
+            yield from pacing.pace_steps(
+                self.pace,
+                plan,
+                cost,
+                tracker.snapshot_for(plan.account),
+                self._clock(),
+                self.max_wait,
+                self.wait_margin + jitter,
+                scope_label(normalize_scope(plan.scope, self.scope)),
+            )
         )
 
     def _exhausted(
@@ -817,25 +742,6 @@ def _reset_of(error: NeboBudgetExhausted, snapshot: BudgetSnapshot | None) -> da
         return error.reset_at
     window = snapshot.exhausted_window if snapshot is not None else None
     return window.reset_at if window is not None else None
-
-
-def _caps(caps: Sequence[Cap], max_spend_micro: int | None) -> tuple[Cap, ...]:
-    out = list(caps)
-    if any(not isinstance(cap, Cap) for cap in out):
-        raise NeboConfigurationError(
-            "caps must be a list of nebo_core.Cap(level, max_spend_micro, period=...)"
-        )
-    if max_spend_micro is not None:
-        if any(cap.level == SCOPE_LEVEL for cap in out):
-            raise NeboConfigurationError(
-                "max_spend_micro= is the shorthand for Cap('scope', ...): pass one or the other, not both"
-            )
-        out.append(Cap(SCOPE_LEVEL, max_spend_micro))
-    levels = [cap.level for cap in out]
-    twice = sorted({level for level in levels if levels.count(level) > 1})
-    if twice:
-        raise NeboConfigurationError(f"one Cap per level: {twice} appear more than once")
-    return tuple(out)
 
 
 _default_policy: BudgetPolicy | None = None
