@@ -245,7 +245,9 @@ class NeboClient(BaseClient):
         self.close()
 
     def close(self) -> None:
-        """Close the HTTP connections this client opened (not a client you passed in)."""
+        """Send the settlements its policy's store still holds back, and close the HTTP
+        connections this client opened (not a client you passed in)."""
+        self.policy.flush()
         if self._own_http:
             self._http.close()
 
@@ -392,7 +394,9 @@ class AsyncNeboClient(BaseClient):
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the HTTP connections this client opened (not a client you passed in)."""
+        """Send the settlements its policy's store still holds back, and close the HTTP
+        connections this client opened (not a client you passed in)."""
+        await self.policy.aflush()
         if self._own_http:
             await self._http.aclose()
 

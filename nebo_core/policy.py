@@ -593,15 +593,7 @@ class BudgetPolicy:
         observed = record.cost_source in ("server", "headers") and record.complete
         cost = record.cost_micro if record.cost_micro is not None else reservation.amount_micro
         estimated = record.cost_micro is None or record.uncertain
-        spent = yield ("commit", (reservation, cost, observed, estimated, snapshot))
-        first = reservation.lines[0] if reservation.lines else None
-        if first is not None and first.cap_micro is not None and spent > first.cap_micro:
-            logger.info(
-                "Nebo scope %r spent %d micro, over its cap of %d by one call's estimate error",
-                reservation.scope,
-                spent,
-                first.cap_micro,
-            )
+        yield ("commit_nowait", (reservation, cost, observed, estimated, snapshot))
 
     # -- drivers: the same steps, blocking or awaited ------------------------------------
 
@@ -646,17 +638,37 @@ class BudgetPolicy:
 
     @property
     def pending_micro(self) -> int:
-        """Spend the store could not take yet (its outage), charged by :meth:`settle_pending`."""
-        return self.guard.pending_micro
+        """Spend the store could not take yet (its outage), charged by :meth:`settle_pending`:
+        calls kept by the policy, and settlements the store failed to send behind."""
+        return self.guard.pending_micro + self.store.unsent_micro
+
+    def flush(self) -> None:
+        """Send the settlements the store still holds back (:meth:`BudgetStore.flush`); a
+        store that fails keeps them for later (counted in :attr:`pending_micro`). A client's
+        ``close()`` does this."""
+        try:
+            self.store.flush()
+        except NeboStoreError as exc:
+            logger.debug("Nebo budget settlements kept for later: %s", type(exc).__name__)
+
+    async def aflush(self) -> None:
+        """:meth:`flush`, awaited."""
+        try:
+            await self.store.aflush()
+        except NeboStoreError as exc:
+            logger.debug("Nebo budget settlements kept for later: %s", type(exc).__name__)
 
     def settle_pending(self) -> int:
         """Charge what the store could not take during an outage; returns how many calls were charged
         (0 while it is still down). With something pending it asks the store even during a presumed
         outage, and a success ends it."""
-        if not self.guard.pending:
+        unsent = self.store.unsent_micro
+        if not self.guard.pending and not unsent:
             return 0
         try:
-            done = run_steps(self.guard.replay_steps(), self.store)
+            done = run_steps(self.guard.replay_steps(), self.store) if self.guard.pending else 0
+            if unsent:
+                self.store.flush()
         except NeboStoreError as exc:
             self.guard.broke(exc)
             return 0
@@ -665,10 +677,13 @@ class BudgetPolicy:
 
     async def asettle_pending(self) -> int:
         """The async twin of :meth:`settle_pending`."""
-        if not self.guard.pending:
+        unsent = self.store.unsent_micro
+        if not self.guard.pending and not unsent:
             return 0
         try:
-            done = await arun_steps(self.guard.replay_steps(), self.store)
+            done = await arun_steps(self.guard.replay_steps(), self.store) if self.guard.pending else 0
+            if unsent:
+                await self.store.aflush()
         except NeboStoreError as exc:
             self.guard.broke(exc)
             return 0

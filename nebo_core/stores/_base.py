@@ -21,6 +21,7 @@ spend is such estimates.
 from __future__ import annotations
 
 import json
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -31,11 +32,26 @@ from nebo_core.budget import BudgetSnapshot, WindowState
 from nebo_core.caps import ROLLING_BUCKETS, CapLine
 from nebo_core.pacing import Booking, PaceBook
 
+logger = logging.getLogger("nebo_core.budget")
+
 GONE_TTL_S = 86_400.0
 """How long an expired (charged) reservation is remembered: a late settlement within it corrects
 the charge."""
 DONE_TTL_S = 600.0
 """How long a settled reservation is remembered: a repeated settlement within it is ignored."""
+
+
+def note_spent(reservation: Reservation, spent_micro: int) -> None:
+    """Log when a settlement left the reservation's first line over its cap (by one call's
+    estimate error: the reservation fitted, the real cost did not)."""
+    first = reservation.lines[0] if reservation.lines else None
+    if first is not None and first.cap_micro is not None and spent_micro > first.cap_micro:
+        logger.info(
+            "Nebo scope %r spent %d micro, over its cap of %d by one call's estimate error",
+            reservation.scope,
+            spent_micro,
+            first.cap_micro,
+        )
 
 
 def window_of(key: str) -> float | None:
@@ -164,6 +180,32 @@ class BudgetStore(ABC):
         estimate for a call that may have been billed (counted in :meth:`uncertain`);
         ``snapshot``: published in the same step (as :meth:`publish`)."""
 
+    def commit_nowait(
+        self,
+        reservation: Reservation,
+        cost_micro: int,
+        observed: bool,
+        estimated: bool = False,
+        snapshot: BudgetSnapshot | None = None,
+    ) -> None:
+        """:meth:`commit`, without waiting for the store to answer where it can send the
+        settlement behind (Redis); here, a plain :meth:`commit`. A policy settles its calls this
+        way: the caller has its answer already, and the settlement's reply tells it nothing."""
+        note_spent(reservation, self.commit(reservation, cost_micro, observed, estimated, snapshot))
+
+    def flush(self) -> None:
+        """Send what :meth:`commit_nowait` left queued, and wait until it is applied (nothing
+        here: this store commits at once)."""
+
+    async def aflush(self) -> None:
+        """:meth:`flush`, awaited."""
+
+    @property
+    def unsent_micro(self) -> int:
+        """Settled spend this store could not send yet (it failed to go at least once; sent
+        again later). Always 0 for a store that commits at once."""
+        return 0
+
     @abstractmethod
     def release(self, reservation: Reservation) -> None:
         """Drop a reservation without spending (the call failed unbilled); refunds it if it had
@@ -234,6 +276,17 @@ class BudgetStore(ABC):
     ) -> int:
         """The async twin of :meth:`commit`."""
         return self.commit(reservation, cost_micro, observed, estimated, snapshot)
+
+    async def acommit_nowait(
+        self,
+        reservation: Reservation,
+        cost_micro: int,
+        observed: bool,
+        estimated: bool = False,
+        snapshot: BudgetSnapshot | None = None,
+    ) -> None:
+        """:meth:`commit_nowait`, awaited."""
+        note_spent(reservation, await self.acommit(reservation, cost_micro, observed, estimated, snapshot))
 
     async def auncertain(self, scope: str) -> int:
         """The async twin of :meth:`uncertain`."""

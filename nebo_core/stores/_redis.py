@@ -12,6 +12,11 @@ reservations until their TTL passes; they are then *charged* (the calls may have
 billed), counted in :meth:`RedisBudgetStore.uncertain`, and corrected if a settlement
 still arrives. Settlement is idempotent.
 
+A capped call waits for one round trip, its reservation: the policy settles with
+:meth:`RedisBudgetStore.commit_nowait`, which queues the settlement and sends it in a batch
+soon after (:mod:`~nebo_core.stores._redis_settle`), and the scripts go out on connections the
+store drives itself, one packed ``EVALSHA`` each (:mod:`~nebo_core.stores._redis_wire`).
+
 Lost state is detected: the store writes a generation marker on first use and every script
 checks it, so a Redis restarted without persistence, a ``FLUSHALL`` or an evicted key makes
 the next call raise :class:`~nebo_core.errors.NeboStoreStateLost` instead of silently
@@ -30,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
+import logging
 import sys
 import threading
 import uuid
@@ -43,6 +49,7 @@ from nebo_core.budget import BudgetSnapshot
 from nebo_core.caps import CapLine
 from nebo_core.errors import NeboConfigurationError, NeboStoreError, NeboStoreStateLost
 from nebo_core.pacing import Booking
+from nebo_core.settings import check_number
 from nebo_core.stores import _redis_lua as lua
 from nebo_core.stores._base import (
     BudgetStore,
@@ -51,8 +58,13 @@ from nebo_core.stores._base import (
     ReserveResult,
     decode_snapshot,
     encode_snapshot,
+    note_spent,
     window_of,
 )
+from nebo_core.stores._redis_settle import ROOMY_CALLS, SETTLE_WITHIN_S, Queued, SettleQueue
+from nebo_core.stores._redis_wire import AsyncWire, Wire
+
+logger = logging.getLogger("nebo_core.budget")
 
 _Call = tuple[list[str], list[Any]]
 """The keys and arguments of one script call."""
@@ -61,7 +73,9 @@ _Call = tuple[list[str], list[Any]]
 @dataclass(frozen=True)
 class _Scripts:
     """One Redis client, sync or asyncio, with this module's scripts registered on it (no I/O:
-    a script is sent by its SHA, and loaded on the first ``NOSCRIPT``)."""
+    a script is sent by its SHA, and loaded on the first ``NOSCRIPT``), and the store's own
+    connections to run them on (:mod:`~nebo_core.stores._redis_wire`; ``None`` on a Redis
+    Cluster, where redis-py's path routes each call)."""
 
     client: Any
     reserve: Any
@@ -71,11 +85,31 @@ class _Scripts:
     generation: Any
     publish: Any
     pace: Any
+    wire: Any
 
     @classmethod
     def on(cls, client: Any) -> _Scripts:
-        texts = (lua.RESERVE, lua.SETTLE, lua.TOTALS, lua.LINES, lua.GENERATION, lua.PUBLISH, lua.PACE)
-        return cls(client, *(client.register_script(text) for text in texts))
+        script = client.register_script
+        return cls(
+            client,
+            reserve=script(lua.RESERVE),
+            settle=script(lua.SETTLE),
+            totals=script(lua.TOTALS),
+            lines=script(lua.LINES),
+            generation=script(lua.GENERATION),
+            publish=script(lua.PUBLISH),
+            pace=script(lua.PACE),
+            wire=_wire_for(client),
+        )
+
+
+def _wire_for(client: Any) -> Wire | AsyncWire | None:
+    """The store's own connections on ``client``: a standalone (or Sentinel-fronted) client has
+    one pool to take them from; a cluster client routes per slot, so it keeps its own path."""
+    pool = getattr(client, "connection_pool", None)
+    if pool is None or not hasattr(pool, "get_connection") or "cluster" in type(client).__module__:
+        return None
+    return AsyncWire(client) if _is_async(client) else Wire(client)
 
 
 def _line_spec(lines: Sequence[CapLine]) -> str:
@@ -106,6 +140,22 @@ def _is_async(client: Any) -> bool:
 async def _aclose_client(client: Any) -> None:
     close = getattr(client, "aclose", None) or client.close  # aclose: redis-py >= 5.0.1
     await close()
+
+
+async def _aclose_scripts(scripts: _Scripts) -> None:
+    try:
+        if scripts.wire is not None:
+            await scripts.wire.close()
+    finally:
+        await _aclose_client(scripts.client)
+
+
+def _close_scripts(scripts: _Scripts) -> None:
+    try:
+        if scripts.wire is not None:
+            scripts.wire.close()
+    finally:
+        _close_sync(scripts.client)
 
 
 def _with_driver_info(redis: Any, redis_kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -161,9 +211,22 @@ class RedisBudgetStore(BudgetStore):
     client you pass serves one event loop (redis.asyncio connections belong to the loop that
     opened them); :meth:`from_url` makes one per loop. The store owns the clients it is
     given: :meth:`close` and :meth:`aclose` close them.
+
+    A policy settles its calls with :meth:`commit_nowait`: the settlement waits, with no I/O,
+    and goes in a batch within ``settle_within_s`` (sooner near a cap, before any read, when a
+    client closes and at exit: :mod:`~nebo_core.stores._redis_settle`), so a capped call makes
+    one round trip, its reservation. ``settle_within_s=0`` settles each call at once; so does
+    a cluster client, or an async client given alone (no thread can send for it).
     """
 
-    def __init__(self, client: Any, *, namespace: str = "nebo-budget", async_client: Any = None) -> None:
+    def __init__(
+        self,
+        client: Any,
+        *,
+        namespace: str = "nebo-budget",
+        async_client: Any = None,
+        settle_within_s: float = SETTLE_WITHIN_S,
+    ) -> None:
         if not namespace or any(c in namespace for c in " \n{}"):
             raise NeboConfigurationError(
                 f"invalid Redis namespace {namespace!r}: use a short name without spaces or braces "
@@ -191,10 +254,23 @@ class RedisBudgetStore(BudgetStore):
         self._shared: dict[str | None, tuple[str, BudgetSnapshot]] = {}
         """Account -> the stored snapshot this store last read or wrote (its ``at`` and itself): a
         reservation fetches the stored one only when it is another."""
+        within = check_number("settle_within_s", settle_within_s)
+        if within < 0:
+            raise NeboConfigurationError(
+                f"settle_within_s must be 0 or more seconds; got {settle_within_s!r}"
+            )
+        behind = self._sync is not None and self._sync.wire is not None
+        self._settles = SettleQueue(self.flush if behind else None, within)
 
     @classmethod
     def from_url(
-        cls, url: str, *, namespace: str = "nebo-budget", cluster: bool = False, **redis_kwargs: Any
+        cls,
+        url: str,
+        *,
+        namespace: str = "nebo-budget",
+        cluster: bool = False,
+        settle_within_s: float = SETTLE_WITHIN_S,
+        **redis_kwargs: Any,
     ) -> RedisBudgetStore:
         """A store on the Redis at ``url`` (``redis://host:port/db``; credentials may be in the URL),
         for sync and async callers: one sync client now, and one ``redis.asyncio`` client per
@@ -229,7 +305,7 @@ class RedisBudgetStore(BudgetStore):
             client = kind.from_url(url, **redis_kwargs)
         except (redis.RedisError, redis.exceptions.RedisClusterException) as exc:  # a cluster reads slots now
             raise _store_error(exc, namespace) from None
-        store = cls(client, namespace=namespace)
+        store = cls(client, namespace=namespace, settle_within_s=settle_within_s)
         store._connect_async = connect_async
         return store
 
@@ -260,7 +336,7 @@ class RedisBudgetStore(BudgetStore):
                 return entry.scripts
             self._forget_closed_loops()
             scripts = _Scripts.on(self._connect_async())
-            closer = close_with_loop(loop, lambda: _aclose_client(scripts.client))
+            closer = close_with_loop(loop, lambda: _aclose_scripts(scripts))
             self._loops[loop] = _LoopClient(scripts, closer)
         return scripts
 
@@ -270,21 +346,37 @@ class RedisBudgetStore(BudgetStore):
             del self._loops[loop]
 
     def close(self) -> None:
-        """Close the sync client's connections (async clients: see :meth:`aclose`)."""
+        """Send the settlements still queued, then close the sync client's connections (async
+        clients: see :meth:`aclose`). A Redis that fails now leaves them to be charged when their
+        reservations' time-to-live passes (logged)."""
         with self._lock:
             self._forget_closed_loops()
         if self._sync is not None:
-            _close_sync(self._sync.client)
+            self._last_flush()
+            _close_scripts(self._sync)
+
+    def _last_flush(self) -> None:
+        try:
+            self.flush()
+        except NeboStoreError as exc:
+            logger.warning(
+                "closing the Redis budget store with %d settlement(s) not sent (%s): their "
+                "reservations are charged when their time-to-live passes",
+                len(self._settles),
+                type(exc).__name__,
+            )
 
     async def aclose(self) -> None:
         """Close the connections the async methods use in this event loop: the loop's client
         (:meth:`from_url`), the async client you passed, or, with a sync client only, that one."""
         if self._async is not None:
-            await _aclose_client(self._async.client)
+            await _aclose_scripts(self._async)
             return
         if self._connect_async is None:
             self.close()
             return
+        if self._sync is not None:
+            await asyncio.to_thread(self._last_flush)
         with self._lock:
             entry = self._loops.pop(asyncio.get_running_loop(), None)
         if entry is not None:
@@ -332,7 +424,7 @@ class RedisBudgetStore(BudgetStore):
     def _reserve_result(
         self, rid: str, lines: Sequence[CapLine], model: str, amount: int, account: str | None, reply: Any
     ) -> ReserveResult:
-        ok, spent, reserved, judged, at, shared = reply
+        ok, spent, reserved, judged, at, shared, room = reply
         line = lines[int(judged) - 1]
         snapshot = None
         if shared:  # newer than the one this store holds for the account: decoded once, kept
@@ -344,6 +436,8 @@ class RedisBudgetStore(BudgetStore):
         if not int(ok):
             return ReserveResult(None, int(spent), int(reserved), line, snapshot)
         reservation = Reservation(rid, lines[0].key, amount, model, tuple(lines))
+        if self._settles.behind and (int(room) < 0 or int(room) >= ROOMY_CALLS * amount):
+            self._settles.roomy(rid)
         return ReserveResult(reservation, int(spent), int(reserved), line, snapshot)
 
     def _lines_of(self, reservation: Reservation) -> Sequence[CapLine]:
@@ -358,13 +452,9 @@ class RedisBudgetStore(BudgetStore):
         snapshot: BudgetSnapshot | None,
         generation: str,
     ) -> _Call:
-        tail = [reservation.id, cost, reservation.model, int(observed), int(estimated)]
-        if snapshot is None:
-            tail += ["", ""]
-        else:
-            tail += [_at(snapshot), encode_snapshot(snapshot)]
+        queued = Queued(reservation, cost, observed, estimated, snapshot)
         account = snapshot.account if snapshot is not None else None
-        return self._keys(account), [generation, self._spec(self._lines_of(reservation)), *tail]
+        return self._keys(account), [generation, *self._group(queued)]
 
     def _settled(self, snapshot: BudgetSnapshot | None, reply: Any) -> int:
         if snapshot is not None and int(reply[2]):  # stored: the next reservation need not fetch it
@@ -381,7 +471,11 @@ class RedisBudgetStore(BudgetStore):
         return self._key("stats"), f"{model}|sum", f"{model}|n"
 
     def _publish_call(self, snapshot: BudgetSnapshot) -> _Call:
-        return [self._snapshot_key(snapshot.account)], [_at(snapshot), encode_snapshot(snapshot)]
+        return [self._snapshot_key(snapshot.account)], [
+            _at(snapshot),
+            encode_snapshot(snapshot),
+            int(snapshot.exhausted),
+        ]
 
     def _snapshot_key(self, account: str | None) -> str:
         return self._key(f"snapshot:{account or '-'}")
@@ -399,7 +493,11 @@ class RedisBudgetStore(BudgetStore):
     # -- sync -----------------------------------------------------------------------------
 
     def _run(self, script: Callable[..., Any], keys: list[str], args: list[Any]) -> Any:
+        """Run a script (on the store's own connections when it has them) or a plain command."""
+        wire = self._sync.wire if self._sync is not None else None
         try:
+            if wire is not None and hasattr(script, "sha"):
+                return wire.call(script, keys, args)
             return script(keys=keys, args=args)
         except Exception as exc:
             if isinstance(exc, NeboConfigurationError) or not _is_redis_error(exc):
@@ -436,11 +534,74 @@ class RedisBudgetStore(BudgetStore):
         keys, args = self._settle_call(reservation, cost_micro, observed, estimated, snapshot, self._gen())
         return self._settled(snapshot, self._run(self._conn().settle, keys, args))
 
+    def commit_nowait(
+        self,
+        reservation: Reservation,
+        cost_micro: int,
+        observed: bool,
+        estimated: bool = False,
+        snapshot: BudgetSnapshot | None = None,
+    ) -> None:
+        """:meth:`commit`, sent behind (:mod:`~nebo_core.stores._redis_settle`): queued now,
+        with no I/O, and sent in a batch within ``settle_within_s``. Near a cap, on a cluster
+        client, or with ``settle_within_s=0``: a plain :meth:`commit`."""
+        if not self._settles.claim(reservation.id):
+            note_spent(reservation, self.commit(reservation, cost_micro, observed, estimated, snapshot))
+        elif self._settles.put(Queued(reservation, cost_micro, observed, estimated, snapshot)):
+            self.flush()  # a full queue goes now
+
+    def flush(self) -> None:
+        """Send every settlement waiting to go behind, and wait until Redis has applied them
+        (every read of this store does this first, so a process reads its own writes)."""
+        if not len(self._settles) and not self._settles.sending:
+            return
+        groups = self._settles.take_all()
+        try:
+            for i, (account, group) in enumerate(groups):
+                try:
+                    keys = self._keys(account)
+                    args: list[Any] = [self._gen(), *_flat(self._group(q) for q in group)]
+                    self._replies(group, self._run(self._conn().settle, keys, args), 0)
+                    self._settles.sent(group)
+                except BaseException:
+                    self._settles.put_back([q for _, g in groups[i:] for q in g])
+                    raise
+        finally:
+            self._settles.done()
+        self._settles.wait_sent()  # a batch another thread is sending
+
+    @property
+    def unsent_micro(self) -> int:
+        return self._settles.unsent_micro
+
+    def _group(self, queued: Queued) -> list[Any]:
+        """A settlement's nine script arguments (see ``SETTLE`` in the scripts)."""
+        reservation, snapshot = queued.reservation, queued.snapshot
+        return [
+            self._spec(self._lines_of(reservation)),
+            reservation.id,
+            queued.cost,
+            reservation.model,
+            int(queued.observed),
+            int(queued.estimated),
+            "" if snapshot is None else _at(snapshot),
+            "" if snapshot is None else encode_snapshot(snapshot),
+            "" if snapshot is None else int(snapshot.exhausted),
+        ]
+
+    def _replies(self, group: Sequence[Queued], reply: Any, start: int) -> None:
+        """Apply the settlements' replies (three values each, from ``reply[start]``)."""
+        for i, queued in enumerate(group):
+            triple = reply[start + 3 * i : start + 3 * i + 3]
+            note_spent(queued.reservation, self._settled(queued.snapshot, triple))
+
     def release(self, reservation: Reservation) -> None:
+        self._settles.claim(reservation.id)
         keys, args = self._settle_call(reservation, -1, False, False, None, self._gen())
         self._run(self._conn().settle, keys, args)
 
     def _totals(self, scope: str) -> list[Any]:
+        self.flush()  # read this process's own settlements too
         keys, args = self._totals_call(scope, self._gen())
         return list(self._run(self._conn().totals, keys, args))
 
@@ -454,10 +615,12 @@ class RedisBudgetStore(BudgetStore):
         return int(self._totals(scope)[2])
 
     def lines(self) -> list[LineUsage]:
+        self.flush()  # read this process's own settlements too
         keys, args = self._lines_call(self._gen())
         return _usages(self._run(self._conn().lines, keys, args))
 
     def mean_cost(self, model: str) -> float | None:
+        self.flush()  # read this process's own settlements too
         conn = self._conn()
         return _mean(
             self._run(lambda keys, args: conn.client.hmget(*keys), list(self._stats_fields(model)), [])
@@ -468,6 +631,7 @@ class RedisBudgetStore(BudgetStore):
         self._run(self._conn().publish, keys, args)
 
     def snapshot(self, account: str | None = None) -> BudgetSnapshot | None:
+        self.flush()  # read this process's own settlements too
         conn = self._conn()
         key = self._snapshot_key(account)
         return _snapshot(self._run(lambda keys, args: conn.client.hget(key, "json"), [], []))
@@ -492,6 +656,7 @@ class RedisBudgetStore(BudgetStore):
 
     def reset(self) -> None:
         client = self._conn().client
+        self.flush()
         keys = list(client.scan_iter(match=f"{self._prefix}:*"))
         if keys:
             client.delete(*keys)
@@ -500,8 +665,13 @@ class RedisBudgetStore(BudgetStore):
 
     # -- async: the same calls, awaited (or the sync ones in a thread, without an async client)
 
-    async def _arun(self, script: Callable[..., Any], keys: list[str], args: list[Any]) -> Any:
+    async def _arun(
+        self, script: Callable[..., Any], keys: list[str], args: list[Any], wire: AsyncWire | None = None
+    ) -> Any:
+        """:meth:`_run` awaited, on ``wire`` (the loop's own connections) when given."""
         try:
+            if wire is not None and hasattr(script, "sha"):
+                return await wire.call(script, keys, args)
             return await script(keys=keys, args=args)
         except Exception as exc:
             if isinstance(exc, NeboConfigurationError) or not _is_redis_error(exc):
@@ -527,7 +697,7 @@ class RedisBudgetStore(BudgetStore):
             return await asyncio.to_thread(self.reserve_lines, lines, model, amount_micro, ttl_s, account)
         rid = uuid.uuid4().hex
         keys, args = self._reserve_call(lines, await self._agen(conn), rid, amount_micro, ttl_s, account)
-        reply = await self._arun(conn.reserve, keys, args)
+        reply = await self._arun(conn.reserve, keys, args, conn.wire)
         return self._reserve_result(rid, lines, model, amount_micro, account, reply)
 
     async def acommit(
@@ -545,21 +715,60 @@ class RedisBudgetStore(BudgetStore):
             )
         generation = await self._agen(conn)
         keys, args = self._settle_call(reservation, cost_micro, observed, estimated, snapshot, generation)
-        return self._settled(snapshot, await self._arun(conn.settle, keys, args))
+        return self._settled(snapshot, await self._arun(conn.settle, keys, args, conn.wire))
+
+    async def acommit_nowait(
+        self,
+        reservation: Reservation,
+        cost_micro: int,
+        observed: bool,
+        estimated: bool = False,
+        snapshot: BudgetSnapshot | None = None,
+    ) -> None:
+        """:meth:`commit_nowait` (no I/O, so nothing to await but on a cluster client)."""
+        if not self._settles.claim(reservation.id):
+            spent = await self.acommit(reservation, cost_micro, observed, estimated, snapshot)
+            note_spent(reservation, spent)
+        elif self._settles.put(Queued(reservation, cost_micro, observed, estimated, snapshot)):
+            await self.aflush()
+
+    async def aflush(self) -> None:
+        """:meth:`flush`, awaited."""
+        if not len(self._settles) and not self._settles.sending:
+            return
+        conn = await self._aconn()
+        if conn is None:
+            return await asyncio.to_thread(self.flush)
+        groups = self._settles.take_all()
+        try:
+            for i, (account, group) in enumerate(groups):
+                try:
+                    keys = self._keys(account)
+                    args: list[Any] = [await self._agen(conn), *_flat(self._group(q) for q in group)]
+                    self._replies(group, await self._arun(conn.settle, keys, args, conn.wire), 0)
+                    self._settles.sent(group)
+                except BaseException:
+                    self._settles.put_back([q for _, g in groups[i:] for q in g])
+                    raise
+        finally:
+            self._settles.done()
+        if self._settles.sending:  # a batch the flusher thread is sending
+            await asyncio.to_thread(self._settles.wait_sent)
 
     async def arelease(self, reservation: Reservation) -> None:
         conn = await self._aconn()
         if conn is None:
             return await asyncio.to_thread(self.release, reservation)
         keys, args = self._settle_call(reservation, -1, False, False, None, await self._agen(conn))
-        await self._arun(conn.settle, keys, args)
+        await self._arun(conn.settle, keys, args, conn.wire)
 
     async def _atotals(self, scope: str) -> list[Any] | None:
         conn = await self._aconn()
         if conn is None:
             return None
+        await self.aflush()  # read this process's own settlements too
         keys, args = self._totals_call(scope, await self._agen(conn))
-        return list(await self._arun(conn.totals, keys, args))
+        return list(await self._arun(conn.totals, keys, args, conn.wire))
 
     async def aspent(self, scope: str) -> int:
         totals = await self._atotals(scope)
@@ -577,16 +786,20 @@ class RedisBudgetStore(BudgetStore):
         conn = await self._aconn()
         if conn is None:
             return await asyncio.to_thread(self.lines)
+        await self.aflush()  # read this process's own settlements too
         keys, args = self._lines_call(await self._agen(conn))
-        return _usages(await self._arun(conn.lines, keys, args))
+        return _usages(await self._arun(conn.lines, keys, args, conn.wire))
 
     async def amean_cost(self, model: str) -> float | None:
         conn = await self._aconn()
         if conn is None:
             return await asyncio.to_thread(self.mean_cost, model)
+        await self.aflush()  # read this process's own settlements too
         client = conn.client
         return _mean(
-            await self._arun(lambda keys, args: client.hmget(*keys), list(self._stats_fields(model)), [])
+            await self._arun(
+                lambda keys, args: client.hmget(*keys), list(self._stats_fields(model)), [], conn.wire
+            )
         )
 
     async def apublish(self, snapshot: BudgetSnapshot) -> None:
@@ -594,14 +807,15 @@ class RedisBudgetStore(BudgetStore):
         if conn is None:
             return await asyncio.to_thread(self.publish, snapshot)
         keys, args = self._publish_call(snapshot)
-        await self._arun(conn.publish, keys, args)
+        await self._arun(conn.publish, keys, args, conn.wire)
 
     async def asnapshot(self, account: str | None = None) -> BudgetSnapshot | None:
         conn = await self._aconn()
         if conn is None:
             return await asyncio.to_thread(self.snapshot, account)
+        await self.aflush()  # read this process's own settlements too
         client, key = conn.client, self._snapshot_key(account)
-        return _snapshot(await self._arun(lambda keys, args: client.hget(key, "json"), [], []))
+        return _snapshot(await self._arun(lambda keys, args: client.hget(key, "json"), [], [], conn.wire))
 
     async def apace(
         self, key: str, interval_s: float, burst_s: float, tolerance_s: float | None, lane: str = "main"
@@ -610,18 +824,23 @@ class RedisBudgetStore(BudgetStore):
         if conn is None:
             return await asyncio.to_thread(self.pace, key, interval_s, burst_s, tolerance_s, lane)
         keys, args = self._pace_call(key, interval_s, burst_s, tolerance_s, lane)
-        booked, wait = await self._arun(conn.pace, keys, args)
+        booked, wait = await self._arun(conn.pace, keys, args, conn.wire)
         return Booking(bool(int(booked)), float(wait))
 
     async def areset(self) -> None:
         conn = await self._aconn()
         if conn is None:
             return await asyncio.to_thread(self.reset)
+        await self.aflush()
         keys = [key async for key in conn.client.scan_iter(match=f"{self._prefix}:*")]
         if keys:
             await conn.client.delete(*keys)
         self._generation = None
         self._shared.clear()
+
+
+def _flat(groups: Any) -> list[Any]:
+    return [arg for group in groups for arg in group]
 
 
 def _lane_counts(reply: Any) -> dict[str, dict[str, int]]:

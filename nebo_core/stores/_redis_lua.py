@@ -14,7 +14,8 @@ server barely grows with the number of cap levels:
   one, each ``"<amount> <lines json>"``;
 - ``KEYS[4]`` the timers: one sorted set, by due time, of ``h:<id>`` (a hold's expiry),
   ``g:<id>`` (when to forget a charged hold) and ``d:<id>`` (when to forget a settlement);
-- ``KEYS[5]`` the cost statistics; ``KEYS[6]`` the account's snapshot (``at``, ``json``).
+- ``KEYS[5]`` the cost statistics; ``KEYS[6]`` the account's snapshot (``at``, ``json``, and
+  ``x``: ``1`` when it shows the budget exhausted, so a reservation hands it on at once).
 
 ``ARGV[1]`` is the expected generation; scope scripts then take ``ARGV[2]``, their lines as one
 JSON array of three values per line (key, cap or ``-1``, window seconds or ``0``): built once
@@ -84,6 +85,16 @@ end
 -- The state of the call's lines: st[j] = {{s, r, n, u}}, rolling spend already aged.
 local spec = cjson.decode(ARGV[2])
 local n = #spec / 3
+local decoded = {{[ARGV[2]] = spec}}
+-- Switch to other lines (a batch of settlements names each one's own).
+local function use(json)
+  spec = decoded[json]
+  if not spec then
+    spec = cjson.decode(json)
+    decoded[json] = spec
+  end
+  n = #spec / 3
+end
 local function key(j) return spec[3 * j - 2] end
 local function cap(j) return spec[3 * j - 1] end
 local function window(j) return spec[3 * j] end
@@ -117,7 +128,8 @@ RESERVE = (
     _PRELUDE
     + """
 -- ARGV after the lines: id, amount, ttl, the snapshot 'at' the caller holds.
--- Reply: {granted, spent, reserved, line judged, snapshot at, snapshot json ('': the caller's)}.
+-- Reply: {granted, spent, reserved, line judged, snapshot at, snapshot json ('': the caller's),
+-- room: the least any capped line has left once this is held (-1: no line is capped)}.
 local id, amount = ARGV[rest + 1], tonumber(ARGV[rest + 2])
 local st = load()
 local caps = {}
@@ -129,93 +141,148 @@ for j = 1, n do
     caps[#caps + 1] = string.format('%.17g', window(j))
   end
 end
-local snap = redis.call('HMGET', KEYS[6], 'at', 'json')
+-- The stored snapshot comes back only when it tells the caller something: it holds none, or
+-- this one is newer by more than the Date header's second, or newer and exhausted.
+local snap = redis.call('HMGET', KEYS[6], 'at', 'json', 'x')
 local at = snap[1] or ''
 local json = ''
-if at ~= ARGV[rest + 4] then json = snap[2] or '' end
+local mine = tonumber(ARGV[rest + 4])
+if at ~= '' and (not mine or tonumber(at) > mine + 1 or (snap[3] == '1' and tonumber(at) > mine)) then
+  json = snap[2] or ''
+end
 for j = 1, n do
   if cap(j) >= 0 and st[j].s + st[j].r + amount > cap(j) then
     redis.call('HSET', L, unpack(caps))
-    return {0, int(st[j].s), int(st[j].r), j, at, json}
+    return {0, int(st[j].s), int(st[j].r), j, at, json, 0}
   end
 end
+local room = -1
 for j = 1, n do
   caps[#caps + 1] = 'r:' .. key(j)
   caps[#caps + 1] = int(st[j].r + amount)
   caps[#caps + 1] = 'n:' .. key(j)
   caps[#caps + 1] = int(st[j].n + 1)
+  if cap(j) >= 0 then
+    local left = cap(j) - st[j].s - st[j].r - amount
+    if room < 0 or left < room then room = left end
+  end
 end
 redis.call('HSET', L, unpack(caps))
 redis.call('HSET', R, 'h:' .. id, ARGV[rest + 2] .. ' ' .. ARGV[2])
 redis.call('ZADD', T, now + tonumber(ARGV[rest + 3]), 'h:' .. id)
-return {1, int(st[1].s), int(st[1].r), 1, at, json}
+return {1, int(st[1].s), int(st[1].r), 1, at, json, int(room)}
 """
 )
 
 SETTLE = (
     _PRELUDE
     + f"""
--- ARGV after the lines: id, cost (-1: a release), model, observed, estimated, and a snapshot
--- to publish (at, json; empty: none). Reply: {{applied, spent of the first line, published}}.
-local published = 0
-if ARGV[rest + 7] ~= '' then
-  local at = redis.call('HGET', KEYS[6], 'at')
-  if not at or tonumber(at) <= tonumber(ARGV[rest + 6]) then
-    redis.call('HSET', KEYS[6], 'at', ARGV[rest + 6], 'json', ARGV[rest + 7])
-    published = 1
+-- Settlements, 9 arguments each from ARGV[2]: lines (as ARGV[2] always is), id, cost (-1: a
+-- release), model, observed, estimated, and a snapshot to publish (at, json, exhausted: 1 or 0;
+-- empty: none).
+-- Reply: {{applied, spent of its first line, published}} per settlement, flat. Each line is
+-- read once and written once however many settlements touch it; a settlement seen before
+-- counts once (idempotent).
+local cache, order = {{}}, {{}}
+local function line(k, w)
+  local x = cache[k]
+  if not x then
+    local got = redis.call('HMGET', L, 's:' .. k, 'r:' .. k, 'n:' .. k, 'u:' .. k, 'p:' .. k)
+    local sp = tonumber(got[1] or '0')
+    if w > 0 then sp = rolled(k, w, sp, got[5]) end
+    x = {{s = sp, r = tonumber(got[2] or '0'), n = tonumber(got[3] or '0'),
+      u = tonumber(got[4] or '0'), dirty = false}}
+    cache[k] = x
+    order[#order + 1] = k
   end
+  return x
 end
-local id = ARGV[rest + 1]
-if redis.call('ZADD', T, 'NX', now + {DONE_TTL_S}, 'd:' .. id) == 0 then
-  return {{0, int(load()[1].s), published}}  -- settled before: a retried settlement counts once
-end
-local st = load()
-local held, charged = 0, 0
-local rec = redis.call('HGET', R, 'h:' .. id)
-if rec then
-  held = tonumber(string.match(rec, '^(%S+)'))
-  redis.call('HDEL', R, 'h:' .. id)
-  redis.call('ZREM', T, 'h:' .. id)
-else
-  local gone = redis.call('HGET', R, 'g:' .. id)
-  if gone then  -- its expiry was charged: take that back
-    charged = tonumber(string.match(gone, '^(%S+)'))
-    redis.call('HDEL', R, 'g:' .. id)
-    redis.call('ZREM', T, 'g:' .. id)
-  end
-end
-local cost = tonumber(ARGV[rest + 2])
-local estimated = ARGV[rest + 5] == '1'
-local spend = -charged
-if cost >= 0 then spend = spend + cost end
+local stats, stat_models = {{}}, {{}}
+local newest, newest_at, newest_i = nil, -1, 0
 local out = {{}}
-for j = 1, n do
-  local k, x = key(j), st[j]
-  if rec then
-    out[#out + 1] = 'r:' .. k
-    out[#out + 1] = int(x.r - held)
-    out[#out + 1] = 'n:' .. k
-    out[#out + 1] = int(x.n - 1)
+for o = 2, #ARGV, 9 do
+  use(ARGV[o])
+  local i = #out + 1
+  if ARGV[o + 7] ~= '' and tonumber(ARGV[o + 6]) > newest_at then
+    newest, newest_at, newest_i = o, tonumber(ARGV[o + 6]), i
   end
-  local unsure = -charged
-  if cost >= 0 and estimated then unsure = unsure + cost end
-  if spend ~= 0 then
-    x.s = x.s + spend
-    out[#out + 1] = 's:' .. k
-    out[#out + 1] = int(x.s)
-    bump(k, window(j), spend)
+  local id = ARGV[o + 1]
+  local applied = 0
+  if redis.call('ZADD', T, 'NX', now + {DONE_TTL_S}, 'd:' .. id) == 1 then
+    applied = 1
+    local held, charged = 0, 0
+    local rec = redis.call('HGET', R, 'h:' .. id)
+    if rec then
+      held = tonumber(string.match(rec, '^(%S+)'))
+      redis.call('HDEL', R, 'h:' .. id)
+      redis.call('ZREM', T, 'h:' .. id)
+    else
+      local gone = redis.call('HGET', R, 'g:' .. id)
+      if gone then  -- its expiry was charged: take that back
+        charged = tonumber(string.match(gone, '^(%S+)'))
+        redis.call('HDEL', R, 'g:' .. id)
+        redis.call('ZREM', T, 'g:' .. id)
+      end
+    end
+    local cost = tonumber(ARGV[o + 2])
+    local spend = -charged
+    if cost >= 0 then spend = spend + cost end
+    local unsure = -charged
+    if cost >= 0 and ARGV[o + 5] == '1' then unsure = unsure + cost end
+    for j = 1, n do
+      local x = line(key(j), window(j))
+      if rec then
+        x.r = x.r - held
+        x.n = x.n - 1
+      end
+      if spend ~= 0 then
+        x.s = x.s + spend
+        bump(key(j), window(j), spend)
+      end
+      x.u = x.u + unsure
+      x.dirty = true
+    end
+    if cost >= 0 and ARGV[o + 4] == '1' then
+      local model = ARGV[o + 3]
+      if not stats[model] then
+        stats[model] = {{0, 0}}
+        stat_models[#stat_models + 1] = model
+      end
+      stats[model][1] = stats[model][1] + cost
+      stats[model][2] = stats[model][2] + 1
+    end
   end
-  if unsure ~= 0 then
-    out[#out + 1] = 'u:' .. k
-    out[#out + 1] = int(x.u + unsure)
+  out[i] = applied
+  out[i + 1] = int(line(key(1), window(1)).s)
+  out[i + 2] = 0
+end
+local w = {{}}
+for _, k in ipairs(order) do
+  local x = cache[k]
+  if x.dirty then
+    w[#w + 1] = 's:' .. k
+    w[#w + 1] = int(x.s)
+    w[#w + 1] = 'r:' .. k
+    w[#w + 1] = int(x.r)
+    w[#w + 1] = 'n:' .. k
+    w[#w + 1] = int(x.n)
+    w[#w + 1] = 'u:' .. k
+    w[#w + 1] = int(x.u)
   end
 end
-if #out > 0 then redis.call('HSET', L, unpack(out)) end
-if cost >= 0 and ARGV[rest + 4] == '1' then
-  redis.call('HINCRBY', KEYS[5], ARGV[rest + 3] .. '|sum', cost)
-  redis.call('HINCRBY', KEYS[5], ARGV[rest + 3] .. '|n', 1)
+if #w > 0 then redis.call('HSET', L, unpack(w)) end
+for _, model in ipairs(stat_models) do
+  redis.call('HINCRBY', KEYS[5], model .. '|sum', stats[model][1])
+  redis.call('HINCRBY', KEYS[5], model .. '|n', stats[model][2])
 end
-return {{1, int(st[1].s), published}}
+if newest then
+  local at = redis.call('HGET', KEYS[6], 'at')
+  if not at or tonumber(at) <= newest_at then
+    redis.call('HSET', KEYS[6], 'at', ARGV[newest + 6], 'json', ARGV[newest + 7], 'x', ARGV[newest + 8])
+    out[newest_i + 2] = 1
+  end
+end
+return out
 """
 )
 
@@ -264,10 +331,10 @@ GENERATION = "redis.call('SET', KEYS[1], ARGV[1], 'NX') return redis.call('GET',
 PUBLISH = """
 local at = redis.call('HGET', KEYS[1], 'at')
 if at and tonumber(at) > tonumber(ARGV[1]) then return 0 end
-redis.call('HSET', KEYS[1], 'at', ARGV[1], 'json', ARGV[2])
+redis.call('HSET', KEYS[1], 'at', ARGV[1], 'json', ARGV[2], 'x', ARGV[3])
 return 1
 """
-"""KEYS: snapshot hash. ARGV: observed_at (epoch seconds), json."""
+"""KEYS: snapshot hash. ARGV: observed_at (epoch seconds), json, exhausted (1 or 0)."""
 
 PACE = """
 local t = redis.call('TIME')
