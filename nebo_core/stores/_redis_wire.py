@@ -20,9 +20,23 @@ import os
 import threading
 from typing import Any
 
+_hiredis_pack: Any = ...
+"""hiredis's command packer (``None``: not installed), looked up on first use: importing
+``nebo_core`` imports no Redis library."""
+
 
 def _evalsha(conn: Any, script: Any, keys: list[str], args: list[Any]) -> Any:
-    return conn.pack_command("EVALSHA", script.sha, len(keys), *keys, *args)
+    global _hiredis_pack
+    if _hiredis_pack is ...:
+        try:
+            from hiredis import pack_command as _hiredis_pack
+        except ImportError:  # pragma: no cover - the redis extra installs hiredis
+            _hiredis_pack = None
+    command = ("EVALSHA", script.sha, len(keys), *keys, *args)
+    encoder = getattr(conn, "encoder", None)
+    if _hiredis_pack is not None and getattr(encoder, "encoding", None) in ("utf-8", "utf8"):
+        return [_hiredis_pack(command)]  # what redis-py's hiredis packer makes, without its checks
+    return conn.pack_command(*command)
 
 
 def _is_noscript(exc: BaseException) -> bool:
