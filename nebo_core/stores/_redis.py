@@ -260,7 +260,7 @@ class RedisBudgetStore(BudgetStore):
                 f"settle_within_s must be 0 or more seconds; got {settle_within_s!r}"
             )
         behind = self._sync is not None and self._sync.wire is not None
-        self._settles = SettleQueue(self.flush if behind else None, within)
+        self._settles = SettleQueue(self._flush_own if behind else None, within)
 
     @classmethod
     def from_url(
@@ -552,7 +552,12 @@ class RedisBudgetStore(BudgetStore):
 
     def flush(self) -> None:
         """Send every settlement waiting to go behind, and wait until Redis has applied them
-        (every read of this store does this first, so a process reads its own writes)."""
+        (every read of this store does this first, so a process reads its own writes: those of
+        the other Redis stores in this process too, whose failures stay theirs)."""
+        self._flush_own()
+        self._settles.send_others()
+
+    def _flush_own(self) -> None:
         if not len(self._settles) and not self._settles.sending:
             return
         groups = self._settles.take_all()
@@ -754,6 +759,8 @@ class RedisBudgetStore(BudgetStore):
             self._settles.done()
         if self._settles.sending:  # a batch the flusher thread is sending
             await asyncio.to_thread(self._settles.wait_sent)
+        if self._settles.others_waiting:  # other stores of this process (their own clients)
+            await asyncio.to_thread(self._settles.send_others)
 
     async def arelease(self, reservation: Reservation) -> None:
         conn = await self._aconn()

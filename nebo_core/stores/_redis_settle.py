@@ -188,6 +188,22 @@ class SettleQueue:
         if self._flush is not None:
             self._flush()
 
+    @property
+    def others_waiting(self) -> bool:
+        """Whether another queue of this process holds settlements."""
+        return any(queue is not self for queue in list(_busy))
+
+    def send_others(self) -> None:
+        """Send the other queues of this process (a read through one store sees what another
+        store here settled); one that fails keeps its settlements, and its failure is its own."""
+        for queue in list(_busy):
+            if queue is self:
+                continue
+            try:
+                queue.send()
+            except Exception as exc:
+                logger.debug("Nebo budget settlements of another store kept: %s", type(exc).__name__)
+
 
 _queues: weakref.WeakSet[SettleQueue] = weakref.WeakSet()
 """Every queue of this process (a forked child empties them)."""
