@@ -36,6 +36,7 @@ import asyncio
 import inspect
 import json
 import logging
+import os
 import sys
 import threading
 import uuid
@@ -518,7 +519,7 @@ class RedisBudgetStore(BudgetStore):
         ttl_s: float,
         account: str | None = None,
     ) -> ReserveResult:
-        rid = uuid.uuid4().hex
+        rid = os.urandom(16).hex()  # a reservation id (uuid4 costs 1.4 µs more, for no gain here)
         keys, args = self._reserve_call(lines, self._gen(), rid, amount_micro, ttl_s, account)
         reply = self._run(self._conn().reserve, keys, args)
         return self._reserve_result(rid, lines, model, amount_micro, account, reply)
@@ -565,7 +566,7 @@ class RedisBudgetStore(BudgetStore):
             for i, (account, group) in enumerate(groups):
                 try:
                     keys = self._keys(account)
-                    args: list[Any] = [self._gen(), *_flat(self._group(q) for q in group)]
+                    args: list[Any] = [self._gen(), *self._batch(group)]
                     self._replies(group, self._run(self._conn().settle, keys, args), 0)
                     self._settles.sent(group)
                 except BaseException:
@@ -579,9 +580,20 @@ class RedisBudgetStore(BudgetStore):
     def unsent_micro(self) -> int:
         return self._settles.unsent_micro
 
-    def _group(self, queued: Queued) -> list[Any]:
+    def _batch(self, group: Sequence[Queued]) -> list[Any]:
+        """A batch's script arguments, after the generation: nine per settlement. Only the
+        newest snapshot goes (the script would keep no other), encoded once."""
+        newest = max(
+            (q for q in group if q.snapshot is not None),
+            key=lambda q: q.snapshot.observed_at if q.snapshot is not None else 0,
+            default=None,
+        )
+        return [arg for q in group for arg in self._group(q, q is newest)]
+
+    def _group(self, queued: Queued, with_snapshot: bool = True) -> list[Any]:
         """A settlement's nine script arguments (see ``SETTLE`` in the scripts)."""
-        reservation, snapshot = queued.reservation, queued.snapshot
+        reservation = queued.reservation
+        snapshot = queued.snapshot if with_snapshot else None
         return [
             self._spec(self._lines_of(reservation)),
             reservation.id,
@@ -700,7 +712,7 @@ class RedisBudgetStore(BudgetStore):
         conn = await self._aconn()
         if conn is None:
             return await asyncio.to_thread(self.reserve_lines, lines, model, amount_micro, ttl_s, account)
-        rid = uuid.uuid4().hex
+        rid = os.urandom(16).hex()  # a reservation id (uuid4 costs 1.4 µs more, for no gain here)
         keys, args = self._reserve_call(lines, await self._agen(conn), rid, amount_micro, ttl_s, account)
         reply = await self._arun(conn.reserve, keys, args, conn.wire)
         return self._reserve_result(rid, lines, model, amount_micro, account, reply)
@@ -749,7 +761,7 @@ class RedisBudgetStore(BudgetStore):
             for i, (account, group) in enumerate(groups):
                 try:
                     keys = self._keys(account)
-                    args: list[Any] = [await self._agen(conn), *_flat(self._group(q) for q in group)]
+                    args: list[Any] = [await self._agen(conn), *self._batch(group)]
                     self._replies(group, await self._arun(conn.settle, keys, args, conn.wire), 0)
                     self._settles.sent(group)
                 except BaseException:
@@ -844,10 +856,6 @@ class RedisBudgetStore(BudgetStore):
             await conn.client.delete(*keys)
         self._generation = None
         self._shared.clear()
-
-
-def _flat(groups: Any) -> list[Any]:
-    return [arg for group in groups for arg in group]
 
 
 def _lane_counts(reply: Any) -> dict[str, dict[str, int]]:

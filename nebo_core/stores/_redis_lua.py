@@ -131,43 +131,59 @@ RESERVE = (
 -- Reply: {granted, spent, reserved, line judged, snapshot at, snapshot json ('': the caller's),
 -- room: the least any capped line has left once this is held (-1: no line is capped)}.
 local id, amount = ARGV[rest + 1], tonumber(ARGV[rest + 2])
-local st = load()
-local caps = {}
+local fields = {}
 for j = 1, n do
-  caps[#caps + 1] = 'c:' .. key(j)
-  caps[#caps + 1] = int(cap(j))
-  if window(j) > 0 then
-    caps[#caps + 1] = 'w:' .. key(j)
-    caps[#caps + 1] = string.format('%.17g', window(j))
+  local k = key(j)
+  fields[#fields + 1] = 's:' .. k
+  fields[#fields + 1] = 'r:' .. k
+  fields[#fields + 1] = 'n:' .. k
+  fields[#fields + 1] = 'p:' .. k
+  fields[#fields + 1] = 'c:' .. k
+end
+local got = redis.call('HMGET', L, unpack(fields))
+local st, out = {}, {}
+for j = 1, n do
+  local b, k, w = 5 * (j - 1), key(j), window(j)
+  local s = tonumber(got[b + 1] or '0')
+  if w > 0 then s = rolled(k, w, s, got[b + 4]) end
+  st[j] = {s = s, r = tonumber(got[b + 2] or '0'), n = tonumber(got[b + 3] or '0')}
+  local c = int(cap(j))
+  if got[b + 5] ~= c then  -- a new line, or a new cap: recorded for views such as nebo top
+    out[#out + 1] = 'c:' .. k
+    out[#out + 1] = c
+    if w > 0 then
+      out[#out + 1] = 'w:' .. k
+      out[#out + 1] = string.format('%.17g', w)
+    end
   end
 end
 -- The stored snapshot comes back only when it tells the caller something: it holds none, or
 -- this one is newer by more than the Date header's second, or newer and exhausted.
-local snap = redis.call('HMGET', KEYS[6], 'at', 'json', 'x')
+local snap = redis.call('HMGET', KEYS[6], 'at', 'x')
 local at = snap[1] or ''
 local json = ''
 local mine = tonumber(ARGV[rest + 4])
-if at ~= '' and (not mine or tonumber(at) > mine + 1 or (snap[3] == '1' and tonumber(at) > mine)) then
-  json = snap[2] or ''
+if at ~= '' and (not mine or tonumber(at) > mine + 1 or (snap[2] == '1' and tonumber(at) > mine)) then
+  json = redis.call('HGET', KEYS[6], 'json') or ''
 end
 for j = 1, n do
   if cap(j) >= 0 and st[j].s + st[j].r + amount > cap(j) then
-    redis.call('HSET', L, unpack(caps))
+    if #out > 0 then redis.call('HSET', L, unpack(out)) end
     return {0, int(st[j].s), int(st[j].r), j, at, json, 0}
   end
 end
 local room = -1
 for j = 1, n do
-  caps[#caps + 1] = 'r:' .. key(j)
-  caps[#caps + 1] = int(st[j].r + amount)
-  caps[#caps + 1] = 'n:' .. key(j)
-  caps[#caps + 1] = int(st[j].n + 1)
+  out[#out + 1] = 'r:' .. key(j)
+  out[#out + 1] = int(st[j].r + amount)
+  out[#out + 1] = 'n:' .. key(j)
+  out[#out + 1] = int(st[j].n + 1)
   if cap(j) >= 0 then
     local left = cap(j) - st[j].s - st[j].r - amount
     if room < 0 or left < room then room = left end
   end
 end
-redis.call('HSET', L, unpack(caps))
+redis.call('HSET', L, unpack(out))
 redis.call('HSET', R, 'h:' .. id, ARGV[rest + 2] .. ' ' .. ARGV[2])
 redis.call('ZADD', T, now + tonumber(ARGV[rest + 3]), 'h:' .. id)
 return {1, int(st[1].s), int(st[1].r), 1, at, json, int(room)}
