@@ -544,9 +544,11 @@ class RedisBudgetStore(BudgetStore):
         snapshot: BudgetSnapshot | None = None,
     ) -> None:
         """:meth:`commit`, sent behind (:mod:`~nebo_core.stores._redis_settle`): queued now,
-        with no I/O, and sent in a batch within ``settle_within_s``. Near a cap, on a cluster
-        client, or with ``settle_within_s=0``: a plain :meth:`commit`."""
-        if not self._settles.claim(reservation.id):
+        with no I/O, and sent in a batch within ``settle_within_s``. Near a cap, with a snapshot
+        that shows the budget exhausted (the fleet learns it at once), on a cluster client, or
+        with ``settle_within_s=0``: a plain :meth:`commit`."""
+        behind = self._settles.claim(reservation.id)
+        if not behind or (snapshot is not None and snapshot.exhausted):
             note_spent(reservation, self.commit(reservation, cost_micro, observed, estimated, snapshot))
         elif self._settles.put(Queued(reservation, cost_micro, observed, estimated, snapshot)):
             self.flush()  # a full queue goes now
@@ -743,7 +745,8 @@ class RedisBudgetStore(BudgetStore):
         snapshot: BudgetSnapshot | None = None,
     ) -> None:
         """:meth:`commit_nowait` (no I/O, so nothing to await but on a cluster client)."""
-        if not self._settles.claim(reservation.id):
+        behind = self._settles.claim(reservation.id)
+        if not behind or (snapshot is not None and snapshot.exhausted):
             spent = await self.acommit(reservation, cost_micro, observed, estimated, snapshot)
             note_spent(reservation, spent)
         elif self._settles.put(Queued(reservation, cost_micro, observed, estimated, snapshot)):
