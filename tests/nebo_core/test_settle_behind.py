@@ -146,6 +146,27 @@ def test_near_a_cap_a_settlement_goes_at_once(redis_url: str) -> None:
     store.close()
 
 
+def test_a_settlement_that_shows_the_budget_exhausted_goes_at_once(redis_url: str) -> None:
+    namespace = _namespace()
+    store = RedisBudgetStore.from_url(redis_url, namespace=namespace, settle_within_s=60.0)
+    policy = BudgetPolicy(caps=ROOM, store=store)
+    with NeboEmulator() as probe, NeboClient(api_key=probe.token, base_url=probe.base_url) as c:
+        cost = c.chat(BODY).usage.cost_micro or 0
+    assert cost > 0
+    with (
+        NeboEmulator(session_limit_micro=2 * cost) as emu,
+        NeboClient(api_key=emu.token, base_url=emu.base_url, policy=policy) as c,
+    ):
+        c.chat(BODY, scope=SCOPE)
+        assert _in_redis(redis_url, namespace)[0] < emu.ledger_total_micro()  # behind: room to spare
+        c.chat(BODY, scope=SCOPE)  # spends the session's last credit: its snapshot says exhausted
+        assert _in_redis(redis_url, namespace) == (emu.ledger_total_micro(), 0)
+        admin = redis.Redis.from_url(redis_url)
+        assert admin.hget(f"{{{namespace}}}:snapshot:{c.settings.account or '-'}", "x") == b"1"
+        admin.close()
+    store.close()
+
+
 def test_settle_within_zero_settles_every_call_at_once(redis_url: str) -> None:
     namespace = _namespace()
     store = RedisBudgetStore.from_url(redis_url, namespace=namespace, settle_within_s=0)
