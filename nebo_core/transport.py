@@ -415,6 +415,9 @@ class NeboTransport(_TransportBase, httpx.BaseTransport):
         return self._response(request, upstream.status_code, upstream.headers, stream=body)
 
     def close(self) -> None:
+        """Send the settlements the policy's store holds back (as a client's close does), then
+        close the inner transport."""
+        self.policy.flush()
         self._inner.close()
 
 
@@ -445,6 +448,8 @@ class AsyncNeboTransport(_TransportBase, httpx.AsyncBaseTransport):
         return self._response(request, upstream.status_code, upstream.headers, stream=body)
 
     async def aclose(self) -> None:
+        """:meth:`NeboTransport.close`, awaited."""
+        await self.policy.aflush()
         await self._inner.aclose()
 
 

@@ -754,11 +754,15 @@ class RedisBudgetStore(BudgetStore):
 
     async def aflush(self) -> None:
         """:meth:`flush`, awaited."""
-        if not len(self._settles) and not self._settles.sending:
-            return
+        if len(self._settles) or self._settles.sending:
+            await self._aflush_own()
+        if self._settles.others_waiting:  # other stores of this process (their own clients)
+            await asyncio.to_thread(self._settles.send_others)
+
+    async def _aflush_own(self) -> None:
         conn = await self._aconn()
         if conn is None:
-            return await asyncio.to_thread(self.flush)
+            return await asyncio.to_thread(self._flush_own)
         groups = self._settles.take_all()
         try:
             for i, (account, group) in enumerate(groups):
@@ -774,8 +778,6 @@ class RedisBudgetStore(BudgetStore):
             self._settles.done()
         if self._settles.sending:  # a batch the flusher thread is sending
             await asyncio.to_thread(self._settles.wait_sent)
-        if self._settles.others_waiting:  # other stores of this process (their own clients)
-            await asyncio.to_thread(self._settles.send_others)
 
     async def arelease(self, reservation: Reservation) -> None:
         conn = await self._aconn()

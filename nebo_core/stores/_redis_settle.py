@@ -79,8 +79,9 @@ class SettleQueue:
         self._lock = threading.Lock()
         self._sent = threading.Condition(self._lock)
         self._sending = 0
-        self._failed_micro = 0
         """Batches taken by :meth:`take_all` and not yet :meth:`done`: sent, not yet applied."""
+        self._failed_micro = 0
+        """What the settlements that failed to go once charge, queued or being sent again."""
         self._pid = os.getpid()
         _queues.add(self)
 
@@ -246,28 +247,33 @@ class _Flusher:
             pass
 
     def _run(self) -> None:
-        retry_at, backoff = 0.0, 0.0
+        retry_at = backoff = 0.0
         while True:
-            now = time.monotonic()
-            waits = [w for w in (q.due_in(now) for q in list(_busy)) if w is not None]
-            with self._cond:
+            with self._cond:  # looked at under the lock a first settlement's wake() takes
+                now = time.monotonic()
+                waits = [w for w in (q.due_in(now) for q in list(_busy)) if w is not None]
                 self._idle = not waits
                 if not waits or min(waits) > 0 or retry_at > now:
-                    wait = 5.0 if not waits else max(min(waits), retry_at - now)
-                    self._cond.wait(timeout=wait)
+                    self._cond.wait(timeout=5.0 if not waits else max(min(waits), retry_at - now))
                     continue
-            failed = False
-            for queue in list(_busy):
-                due = queue.due_in(now)
-                if due is None or due > 0:
-                    continue
-                try:
-                    queue.send()
-                except Exception as exc:  # kept queued; tried again after a pause
-                    failed = True
-                    logger.debug("Nebo budget settlements not sent yet: %s", type(exc).__name__)
+            failed = self._send_due(now)
             backoff = min(max(backoff * 2, 0.05), 1.0) if failed else 0.0
             retry_at = time.monotonic() + backoff if failed else 0.0
+
+    @staticmethod
+    def _send_due(now: float) -> bool:
+        """Send every queue whose oldest settlement is due; whether one failed (it keeps them)."""
+        failed = False
+        for queue in list(_busy):
+            due = queue.due_in(now)
+            if due is None or due > 0:
+                continue
+            try:
+                queue.send()
+            except Exception as exc:  # kept queued; tried again after a pause
+                failed = True
+                logger.debug("Nebo budget settlements not sent yet: %s", type(exc).__name__)
+        return failed
 
 
 _flusher = _Flusher()
