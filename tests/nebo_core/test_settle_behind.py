@@ -71,7 +71,7 @@ def _wait_for(check: Callable[[], bool], seconds: float = 5.0) -> bool:
 @pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
 def test_a_settlement_goes_behind_and_lands_within_settle_within_s(redis_url: str, is_async: bool) -> None:
     namespace = _namespace()
-    store = RedisBudgetStore.from_url(redis_url, namespace=namespace, settle_within_s=0.3)
+    store = RedisBudgetStore.from_url(redis_url, namespace=namespace, settle_within_s=1.0)
     policy = BudgetPolicy(caps=ROOM, store=store, estimate_micro=500)
 
     def check(emu: NeboEmulator) -> None:
@@ -81,7 +81,7 @@ def test_a_settlement_goes_behind_and_lands_within_settle_within_s(redis_url: st
         assert _in_redis(redis_url, namespace) == (0, 500)
         sent_at = time.monotonic()
         assert _wait_for(lambda: _in_redis(redis_url, namespace) == (ledger, 0), 5.0)
-        assert time.monotonic() - sent_at < 2.0  # the flusher sent it, with the client still open
+        assert time.monotonic() - sent_at < 4.0  # the flusher sent it, with the client still open
 
     with NeboEmulator() as emu:
         if is_async:
