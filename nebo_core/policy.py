@@ -677,9 +677,10 @@ class BudgetPolicy:
             logger.debug("Nebo budget settlements kept for later: %s", type(exc).__name__)
 
     def settle_pending(self) -> int:
-        """Charge what the store could not take during an outage; returns how many calls were charged
-        (0 while it is still down). With something pending it asks the store even during a presumed
-        outage, and a success ends it."""
+        """Charge what the store could not take during an outage; returns how many calls the policy
+        kept were charged (0 while it is still down), and sends the settlements the store held back
+        too. With something pending it asks the store even during a presumed outage, and a success
+        ends it."""
         unsent = self.store.unsent_micro
         if not self.guard.pending and not unsent:
             return 0
