@@ -33,25 +33,20 @@ and parsed by the same pure helpers for both. Needs the ``redis`` extra
 from __future__ import annotations
 
 import asyncio
-import inspect
 import json
 import logging
 import os
-import sys
 import threading
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
-from nebo_core._loops import LoopCloser, close_with_loop
-from nebo_core._version import __version__
+from nebo_core._loops import close_with_loop
 from nebo_core.budget import BudgetSnapshot
 from nebo_core.caps import CapLine
-from nebo_core.errors import NeboConfigurationError, NeboStoreError, NeboStoreStateLost
+from nebo_core.errors import NeboConfigurationError, NeboStoreError
 from nebo_core.pacing import Booking
 from nebo_core.settings import check_number
-from nebo_core.stores import _redis_lua as lua
 from nebo_core.stores._base import (
     BudgetStore,
     LineUsage,
@@ -62,55 +57,23 @@ from nebo_core.stores._base import (
     note_spent,
     window_of,
 )
+from nebo_core.stores._redis_clients import (
+    LoopClient,
+    Scripts,
+    aclose_scripts,
+    close_scripts,
+    is_async,
+    is_redis_error,
+    store_error,
+    with_driver_info,
+)
 from nebo_core.stores._redis_settle import ROOMY_CALLS, SETTLE_WITHIN_S, Queued, SettleQueue
-from nebo_core.stores._redis_wire import AsyncWire, Wire
+from nebo_core.stores._redis_wire import AsyncWire
 
 logger = logging.getLogger("nebo_core.budget")
 
 _Call = tuple[list[str], list[Any]]
 """The keys and arguments of one script call."""
-
-
-@dataclass(frozen=True)
-class _Scripts:
-    """One Redis client, sync or asyncio, with this module's scripts registered on it (no I/O:
-    a script is sent by its SHA, and loaded on the first ``NOSCRIPT``), and the store's own
-    connections to run them on (:mod:`~nebo_core.stores._redis_wire`; ``None`` on a Redis
-    Cluster, where redis-py's path routes each call)."""
-
-    client: Any
-    reserve: Any
-    settle: Any
-    totals: Any
-    lines: Any
-    generation: Any
-    publish: Any
-    pace: Any
-    wire: Any
-
-    @classmethod
-    def on(cls, client: Any) -> _Scripts:
-        script = client.register_script
-        return cls(
-            client,
-            reserve=script(lua.RESERVE),
-            settle=script(lua.SETTLE),
-            totals=script(lua.TOTALS),
-            lines=script(lua.LINES),
-            generation=script(lua.GENERATION),
-            publish=script(lua.PUBLISH),
-            pace=script(lua.PACE),
-            wire=_wire_for(client),
-        )
-
-
-def _wire_for(client: Any) -> Wire | AsyncWire | None:
-    """The store's own connections on ``client``: a standalone (or Sentinel-fronted) client has
-    one pool to take them from; a cluster client routes per slot, so it keeps its own path."""
-    pool = getattr(client, "connection_pool", None)
-    if pool is None or not hasattr(pool, "get_connection") or "cluster" in type(client).__module__:
-        return None
-    return AsyncWire(client) if _is_async(client) else Wire(client)
 
 
 def _line_spec(lines: Sequence[CapLine]) -> str:
@@ -125,51 +88,6 @@ def _line_spec(lines: Sequence[CapLine]) -> str:
     return json.dumps(spec, separators=(",", ":"))
 
 
-@dataclass(frozen=True)
-class _LoopClient:
-    scripts: _Scripts
-    closer: LoopCloser
-
-
-def _is_async(client: Any) -> bool:
-    aio = sys.modules.get("redis.asyncio")
-    if aio is not None and isinstance(client, (aio.Redis, aio.RedisCluster)):
-        return True
-    return inspect.iscoroutinefunction(getattr(client, "execute_command", None))
-
-
-async def _aclose_client(client: Any) -> None:
-    close = getattr(client, "aclose", None) or client.close  # aclose: redis-py >= 5.0.1
-    await close()
-
-
-async def _aclose_scripts(scripts: _Scripts) -> None:
-    try:
-        if scripts.wire is not None:
-            await scripts.wire.close()
-    finally:
-        await _aclose_client(scripts.client)
-
-
-def _close_scripts(scripts: _Scripts) -> None:
-    try:
-        if scripts.wire is not None:
-            scripts.wire.close()
-    finally:
-        _close_sync(scripts.client)
-
-
-def _with_driver_info(redis: Any, redis_kwargs: dict[str, Any]) -> dict[str, Any]:
-    # CLIENT SETINFO then names this library; and a redis-py that has DriverInfo (8.x), given
-    # one, stops reading its own version from package metadata for every new connection:
-    # file-system I/O on the event loop, up to tens of milliseconds here each time the pool grows.
-    driver_info = getattr(redis, "DriverInfo", None)
-    if driver_info is None or {"driver_info", "lib_name", "lib_version"} & redis_kwargs.keys():
-        return redis_kwargs
-    info = driver_info().add_upstream_driver("nebo-integrations", __version__)
-    return {**redis_kwargs, "driver_info": info}
-
-
 def _mean(reply: Any) -> float | None:
     total, count = reply
     return int(total) / int(count) if count and int(count) else None
@@ -182,23 +100,6 @@ def _snapshot(reply: Any) -> BudgetSnapshot | None:
 def _at(snapshot: BudgetSnapshot) -> str:
     """A snapshot's ``observed_at`` as the scripts store and compare it."""
     return f"{snapshot.observed_at.timestamp():.6f}"
-
-
-def _store_error(exc: BaseException, namespace: str) -> NeboStoreError:
-    """A Redis failure as a typed error that names the problem, never the connection (its URL may
-    hold a password)."""
-    if "NEBO_STATE_LOST" in str(exc):
-        return NeboStoreStateLost(
-            f"the budget state in Redis namespace {namespace!r} is gone (Redis restarted without "
-            "persistence, FLUSHALL, or keys evicted): caps would silently start from zero. Restore "
-            "Redis from its persistence, or accept the loss with store.adopt_generation(); run Redis "
-            "with appendonly yes and maxmemory-policy noeviction"
-        )
-    return NeboStoreError(f"the Redis budget store failed: {type(exc).__name__}: {_first_line(exc)}")
-
-
-def _first_line(exc: BaseException) -> str:
-    return str(exc).splitlines()[0][:200] if str(exc) else ""
 
 
 class RedisBudgetStore(BudgetStore):
@@ -233,20 +134,20 @@ class RedisBudgetStore(BudgetStore):
                 f"invalid Redis namespace {namespace!r}: use a short name without spaces or braces "
                 "(it becomes the keys' hash tag)"
             )
-        if async_client is not None and (_is_async(client) or not _is_async(async_client)):
+        if async_client is not None and (is_async(client) or not is_async(async_client)):
             raise NeboConfigurationError(
                 "RedisBudgetStore(client, async_client=...) takes a redis.Redis (or RedisCluster) as "
                 "client and its redis.asyncio twin as async_client"
             )
-        if _is_async(client):
+        if is_async(client):
             client, async_client = None, client
         self.namespace = namespace
         self._prefix = "{" + namespace + "}"
-        self._sync = _Scripts.on(client) if client is not None else None
-        self._async = _Scripts.on(async_client) if async_client is not None else None
+        self._sync = Scripts.on(client) if client is not None else None
+        self._async = Scripts.on(async_client) if async_client is not None else None
         self._connect_async: Callable[[], Any] | None = None
         """Set by :meth:`from_url`: builds a ``redis.asyncio`` client (its closure holds the URL)."""
-        self._loops: dict[asyncio.AbstractEventLoop, _LoopClient] = {}
+        self._loops: dict[asyncio.AbstractEventLoop, LoopClient] = {}
         self._lock = threading.Lock()
         self._generation: str | None = None
         """The state generation this store has seen (read or written on first use)."""
@@ -292,7 +193,7 @@ class RedisBudgetStore(BudgetStore):
                 "the Redis URL must start with redis://, rediss:// or unix:// (e.g. redis://127.0.0.1:6379/0)"
             )
         redis_kwargs = {"socket_timeout": 2.0, "socket_connect_timeout": 2.0, **redis_kwargs}
-        redis_kwargs = _with_driver_info(redis, redis_kwargs)
+        redis_kwargs = with_driver_info(redis, redis_kwargs)
 
         def connect_async() -> Any:
             import redis.asyncio
@@ -305,7 +206,7 @@ class RedisBudgetStore(BudgetStore):
         try:
             client = kind.from_url(url, **redis_kwargs)
         except (redis.RedisError, redis.exceptions.RedisClusterException) as exc:  # a cluster reads slots now
-            raise _store_error(exc, namespace) from None
+            raise store_error(exc, namespace) from None
         store = cls(client, namespace=namespace, settle_within_s=settle_within_s)
         store._connect_async = connect_async
         return store
@@ -316,7 +217,7 @@ class RedisBudgetStore(BudgetStore):
 
     # -- clients --------------------------------------------------------------------------
 
-    def _conn(self) -> _Scripts:
+    def _conn(self) -> Scripts:
         if self._sync is None:
             raise NeboConfigurationError(
                 "this RedisBudgetStore has only an async Redis client, and was called synchronously: "
@@ -325,7 +226,7 @@ class RedisBudgetStore(BudgetStore):
             )
         return self._sync
 
-    async def _aconn(self) -> _Scripts | None:
+    async def _aconn(self) -> Scripts | None:
         """The asyncio client for the running loop; ``None`` when there is none (then the async
         methods run the sync client in a worker thread)."""
         if self._async is not None or self._connect_async is None:
@@ -336,9 +237,9 @@ class RedisBudgetStore(BudgetStore):
             if entry is not None:
                 return entry.scripts
             self._forget_closed_loops()
-            scripts = _Scripts.on(self._connect_async())
-            closer = close_with_loop(loop, lambda: _aclose_scripts(scripts))
-            self._loops[loop] = _LoopClient(scripts, closer)
+            scripts = Scripts.on(self._connect_async())
+            closer = close_with_loop(loop, lambda: aclose_scripts(scripts))
+            self._loops[loop] = LoopClient(scripts, closer)
         return scripts
 
     def _forget_closed_loops(self) -> None:
@@ -354,7 +255,7 @@ class RedisBudgetStore(BudgetStore):
             self._forget_closed_loops()
         if self._sync is not None:
             self._last_flush()
-            _close_scripts(self._sync)
+            close_scripts(self._sync)
 
     def _last_flush(self) -> None:
         try:
@@ -371,7 +272,7 @@ class RedisBudgetStore(BudgetStore):
         """Close the connections the async methods use in this event loop: the loop's client
         (:meth:`from_url`), the async client you passed, or, with a sync client only, that one."""
         if self._async is not None:
-            await _aclose_scripts(self._async)
+            await aclose_scripts(self._async)
             return
         if self._connect_async is None:
             self.close()
@@ -501,9 +402,9 @@ class RedisBudgetStore(BudgetStore):
                 return wire.call(script, keys, args)
             return script(keys=keys, args=args)
         except Exception as exc:
-            if isinstance(exc, NeboConfigurationError) or not _is_redis_error(exc):
+            if isinstance(exc, NeboConfigurationError) or not is_redis_error(exc):
                 raise
-            raise _store_error(exc, self.namespace) from None
+            raise store_error(exc, self.namespace) from None
 
     def _gen(self) -> str:
         if self._generation is None:
@@ -693,11 +594,11 @@ class RedisBudgetStore(BudgetStore):
                 return await wire.call(script, keys, args)
             return await script(keys=keys, args=args)
         except Exception as exc:
-            if isinstance(exc, NeboConfigurationError) or not _is_redis_error(exc):
+            if isinstance(exc, NeboConfigurationError) or not is_redis_error(exc):
                 raise
-            raise _store_error(exc, self.namespace) from None
+            raise store_error(exc, self.namespace) from None
 
-    async def _agen(self, conn: _Scripts) -> str:
+    async def _agen(self, conn: Scripts) -> str:
         if self._generation is None:
             keys, args = self._generation_call()
             self._generation = _text(await self._arun(conn.generation, keys, args))
@@ -891,21 +792,5 @@ def _usages(reply: Any) -> list[LineUsage]:
     return sorted(rows, key=lambda row: row.key)
 
 
-def _close_sync(client: Any) -> None:
-    client.close()
-    # A cluster client also keeps the connection it discovered the slots on (redis-py closes only
-    # the nodes it routes to): close it too, or it is left for the garbage collector.
-    manager = getattr(client, "nodes_manager", None)
-    for node in list(getattr(manager, "startup_nodes", {}).values()):
-        connection = getattr(node, "redis_connection", None)
-        if connection is not None:
-            connection.close()
-
-
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _is_redis_error(exc: BaseException) -> bool:
-    redis = sys.modules.get("redis")
-    return redis is not None and isinstance(exc, (redis.RedisError, redis.exceptions.RedisClusterException))
