@@ -34,9 +34,9 @@ from nebo_core.caps import (
     SCOPE_LEVEL,
     Cap,
     CapLine,
+    LineBook,
     Scope,
     cap_list,
-    lines_for,
     normalize_scope,
     scope_label,
 )
@@ -237,9 +237,7 @@ class BudgetPolicy:
         self.wait_margin = wait_margin
         self.max_steps = max_steps
         self._clock = clock
-        self._lines: dict[Any, tuple[list[CapLine], datetime, datetime, tuple[Cap, ...], Scope]] = {}
-        """Scope -> its lines, from when and until when they hold, and the caps and default scope
-        they were worked out from (reassigning either works them out again)."""
+        self._lines = LineBook()
         self._lock = threading.Lock()
         self._waited_past: datetime | None = None
         """The latest reset a caller has slept through (server time)."""
@@ -279,21 +277,7 @@ class BudgetPolicy:
         """The store lines a call with ``scope`` reserves against now (the policy's own scope when
         ``None``): one per capped level the scope names, in the current period. Kept per scope
         until the first of its periods ends (a call does not work its periods out again)."""
-        now = self._clock()
-        try:
-            key: Any = scope if scope is None or isinstance(scope, str) else tuple(scope.items())
-            kept = self._lines.get(key)
-        except (TypeError, AttributeError):  # not a valid scope: normalize_scope says why
-            key, kept = _NO_KEY, None
-        if kept is not None and kept[1] <= now < kept[2] and kept[3] is self.caps and kept[4] is self.scope:
-            return list(kept[0])
-        lines = lines_for(self.caps, normalize_scope(scope, self.scope), now)
-        if key is not _NO_KEY:
-            until = min((line.resets_at for line in lines if line.resets_at is not None), default=_NEVER)
-            if len(self._lines) >= 4096:
-                self._lines.clear()
-            self._lines[key] = (lines, now, until, self.caps, self.scope)
-        return list(lines)
+        return self._lines.lines(self.caps, scope, self.scope, self._clock())
 
     def scope_key(self, scope: Scope = None, level: str | None = None) -> str:
         """The store key of a scope's ``level`` in the current period (default: the deepest capped
@@ -777,9 +761,6 @@ def _reset_of(error: NeboBudgetExhausted, snapshot: BudgetSnapshot | None) -> da
     window = snapshot.exhausted_window if snapshot is not None else None
     return window.reset_at if window is not None else None
 
-
-_NO_KEY = object()
-_NEVER = datetime.max.replace(tzinfo=timezone.utc)
 
 _default_policy: BudgetPolicy | None = None
 

@@ -648,3 +648,27 @@ def test_a_settlement_kept_through_an_outage_is_applied_once_under_its_own_reser
     assert (policy.pending_micro, policy.spent_micro("job"), store.reserved("job")) == (0, 9, 0)
     assert policy.settle_pending() == 0  # nothing left: applied once
     assert policy.spent_micro("job") == 9
+
+
+def test_a_policy_keeps_a_scopes_lines_only_while_they_hold() -> None:
+    """Lines are kept per scope until a period ends; a clock set back, new caps or a new default
+    scope work them out again, and a bad scope is still refused by name."""
+    now = [datetime(2026, 12, 2, 23, 59, 59, tzinfo=timezone.utc)]
+    policy = BudgetPolicy(caps=[Cap("org", 10**6, period="day"), Cap("user", 10**5)], clock=lambda: now[0])
+    scope = {"org": "acme", "user": "u1"}
+    first = policy.lines(scope)
+    assert [line.key for line in first] == ["org=acme@day:2026-12-02", "org=acme/user=u1"]
+    first.clear()  # the caller's own list: the policy's kept lines are not touched
+    assert policy.lines(scope)[0].key == "org=acme@day:2026-12-02"
+    now[0] += timedelta(seconds=1)  # midnight: a new day, a new line
+    assert policy.lines(scope)[0].key == "org=acme@day:2026-12-03"
+    now[0] -= timedelta(days=1)  # a clock set back a day
+    assert policy.lines(scope)[0].key == "org=acme@day:2026-12-02"
+    policy.caps = (Cap("org", 10**6, period="month"),)
+    assert [line.key for line in policy.lines(scope)] == ["org=acme@month:2026-12"]
+    policy.scope = {"org": "other"}
+    assert [line.key for line in policy.lines(None)] == ["org=other@month:2026-12"]
+    with pytest.raises(NeboConfigurationError, match="scope id for level 'user'"):
+        policy.lines({"org": "acme", "user": ["u1"]})
+    with pytest.raises(NeboConfigurationError, match="scope must be a string or a mapping"):
+        policy.lines(["org"])  # type: ignore[arg-type]
