@@ -11,20 +11,15 @@ are skipped, with a note, when ``redis-server`` is absent.
 
 from __future__ import annotations
 
-import logging
-import math
-import multiprocessing
-import statistics
 import time
-import uuid
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
 from bench._common import Table, fmt
 from bench.budget import _Redis
-from nebo_core import BudgetPolicy, BudgetTracker, Degrade, NeboBudgetExhausted, NeboClient, Pace
+from nebo_core import BudgetPolicy, BudgetTracker, Degrade, NeboBudgetExhausted, NeboClient
 from nebo_emulator import NeboEmulator
+from nebo_emulator._workloads import Rhythm, emulator_for, probe_cost, run_batches, spread
 
 MINI = {"model": "gpt-5-mini", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 20}
 BIG = {**MINI, "model": "gpt-5.2"}
@@ -42,24 +37,16 @@ def _forecast_round() -> dict[str, float]:
         NeboEmulator(session_window_s=60, weekly_window_s=600, session_limit_micro=100_000) as emu,
         NeboClient(api_key=emu.token, base_url=emu.base_url, tracker=(tracker := BudgetTracker())) as client,
     ):
-        next_at = time.monotonic()
-
-        def spend(calls: int, gap: float) -> None:
-            nonlocal next_at
-            for _ in range(calls):
-                time.sleep(max(next_at - time.monotonic(), 0.0))
-                client.chat(MINI)
-                next_at += gap
-
-        spend(10, 0.2)
+        rhythm = Rhythm(client, MINI)
+        rhythm.spend(10, 0.2)
         ledger = emu.ledger
         rate = sum(e.cost_micro for e in ledger[1:]) / (ledger[-1].at - ledger[0].at).total_seconds()
         f = tracker.forecast().session
         assert f.seconds_to_exhaustion is not None
         assert f.remaining_micro is not None
         truth = f.remaining_micro / rate
-        next_at -= 0.1  # from here on, one call every 0.1 s: twice the rate
-        spend(3, 0.1)
+        rhythm.next_at -= 0.1  # from here on, one call every 0.1 s: twice the rate
+        rhythm.spend(3, 0.1)
         g = tracker.forecast().session
         assert g.seconds_to_exhaustion is not None
     return {
@@ -75,105 +62,29 @@ def _forecast_round() -> dict[str, float]:
 # -- pacing: spawned processes on one Redis ------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Batch:
-    base_url: str
-    token: str
-    redis_url: str
-    namespace: str
-    paced: bool
-    seconds: float
-
-
-def _batch_worker(batch: _Batch, lane: str, start: Any, out: Any) -> None:
-    from nebo_core.stores import RedisBudgetStore
-
-    logging.disable(logging.WARNING)  # the policy's 80%/95% warnings: expected here, noise in the tables
-    store = RedisBudgetStore.from_url(batch.redis_url, namespace=batch.namespace)
-    policy = BudgetPolicy(store=store, pace=Pace() if batch.paced else None, max_wait=600, wait_jitter=0)
-    refused = 0
-    try:
-        with NeboClient(
-            api_key=batch.token,
-            base_url=batch.base_url,
-            policy=policy,
-            tracker=BudgetTracker(),
-            lane=lane,
-            max_retries=0,
-        ) as client:
-            start.wait(60)  # the whole fleet starts together, as one batch would
-            until = time.time() + batch.seconds
-            while time.time() < until:
-                try:
-                    client.chat(MINI)
-                except NeboBudgetExhausted:
-                    refused += 1
-                    time.sleep(0.2)
-    finally:
-        out.put({"refused": refused, "lanes": store.lanes()})
-        store.close()
-
-
-def _run_batches(runs: list[tuple[NeboEmulator, bool, list[str], float]], redis_url: str) -> list[Any]:
-    """Run batches side by side (an emulator, paced or not, one process per lane, seconds each);
-    each batch's worker reports."""
-    ctx = multiprocessing.get_context("spawn")
-    started = []
-    for emu, paced, lanes, seconds in runs:
-        out, barrier = ctx.Queue(), ctx.Barrier(len(lanes))  # kept alive until the workers end
-        batch = _Batch(emu.base_url, emu.token, redis_url, f"fs-{uuid.uuid4().hex[:8]}", paced, seconds)
-        procs = [ctx.Process(target=_batch_worker, args=(batch, lane, barrier, out)) for lane in lanes]
-        for p in procs:
-            p.start()
-        started.append((out, barrier, procs, seconds))
-    try:
-        return [[out.get(timeout=seconds + 120) for _ in procs] for out, _, procs, seconds in started]
-    finally:
-        for _, _, procs, _ in started:
-            for p in procs:
-                p.join(30)
-
-
 def _emulator_for(window: float, exhaust_at: float, latency: float, calls_per_s: float | None) -> Any:
     """An emulator (and its session limit) whose window the workload would exhaust at ``exhaust_at``
     of it: ``WORKERS`` callers at full speed, or ``calls_per_s`` of ``BIG`` when given."""
-    body = MINI if calls_per_s is None else BIG
-    with (
-        NeboEmulator(latency=latency) as probe,
-        NeboClient(api_key=probe.token, base_url=probe.base_url, tracker=BudgetTracker()) as client,
-    ):
-        cost = client.chat(body).usage.cost_micro or 0
-    per_s = WORKERS * cost / LATENCY_S if calls_per_s is None else cost * calls_per_s
-    limit = int(per_s * window * exhaust_at)
-    emu = NeboEmulator(
-        session_window_s=window, weekly_window_s=window * 10, session_limit_micro=limit, latency=latency
-    )
-    return emu, limit
+    if calls_per_s is None:
+        return emulator_for(window, exhaust_at, WORKERS * probe_cost(MINI, latency) / LATENCY_S, latency)
+    return emulator_for(window, exhaust_at, probe_cost(BIG, latency) * calls_per_s, latency)
 
 
-def _spread(ledger: list[Any], window: float, limit: int) -> dict[str, Any]:
-    """Share of the limit spent by the announced reset and the CV of spend per twelfth of the window."""
-    start = ledger[0].at.timestamp()
-    reset = math.ceil(start + window)  # what the server announced: the first charge ages out then
-    buckets = [0] * 12
-    for e in ledger:
-        i = int((e.at.timestamp() - start) // (window / 12))
-        if i < 12:
-            buckets[i] += e.cost_micro
-    spent = sum(e.cost_micro for e in ledger if e.at.timestamp() < reset)
-    return {"spent": spent / limit, "cv": statistics.pstdev(buckets) / statistics.mean(buckets)}
+def _shares(ledger: list[Any], window: float, limit: int) -> dict[str, Any]:
+    share = spread(ledger, window, limit)
+    return {"spent": share["spent"], "cv": share["cv"]}
 
 
 def _pacing(window: float, redis_url: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     emu, limit = _emulator_for(window, 0.6, LATENCY_S, None)
     with emu:
-        (paced,) = _run_batches([(emu, True, ["main"] * WORKERS, window + 1.0)], redis_url)
-        out["paced"] = {"refused": sum(r["refused"] for r in paced), **_spread(emu.ledger, window, limit)}
+        (paced,) = run_batches([(emu, True, ["main"] * WORKERS, window + 1.0)], redis_url)
+        out["paced"] = {"refused": sum(r["refused"] for r in paced), **_shares(emu.ledger, window, limit)}
     control, c_limit = _emulator_for(window, 0.6, LATENCY_S, None)
     beat, _ = _emulator_for(window, 0.6, LATENCY_S, None)
     with control, beat:  # side by side: the control has no figure that timing could move
-        unpaced, lanes = _run_batches(
+        unpaced, lanes = run_batches(
             [
                 (control, False, ["main"] * WORKERS, window * 0.75),
                 (beat, True, ["main"] * (WORKERS - 1) + ["heartbeat"], window * 0.5),
@@ -182,7 +93,7 @@ def _pacing(window: float, redis_url: str) -> dict[str, Any]:
         )
         out["control"] = {
             "refused": sum(r["refused"] for r in unpaced),
-            **_spread(control.ledger, window, c_limit),
+            **_shares(control.ledger, window, c_limit),
         }
         # Each worker read the shared counts as it ended: the fullest is the fleet's.
         counts = max((r["lanes"] for r in lanes), key=lambda c: sum(sum(v.values()) for v in c.values()))

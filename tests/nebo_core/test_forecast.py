@@ -7,7 +7,6 @@ on the emulator with a 60-second session window, in real time.
 from __future__ import annotations
 
 import json
-import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -16,6 +15,7 @@ from nebo_core import BudgetTracker, NeboClient
 from nebo_core.budget import BudgetSnapshot, UsageRecord, WindowState
 from nebo_core.forecast import LONG_HORIZON_S, Reading, Series, forecast, slope
 from nebo_emulator import NeboEmulator
+from nebo_emulator._workloads import Rhythm
 
 T0 = datetime(2026, 12, 2, 12, 0, tzinfo=timezone.utc)
 
@@ -168,16 +168,8 @@ def test_done_when_forecast_tracks_a_constant_spender_and_a_doubling_on_a_60s_wi
         NeboEmulator(session_window_s=60, weekly_window_s=600, session_limit_micro=100_000) as emu,
         NeboClient(api_key=emu.token, base_url=emu.base_url, tracker=(tracker := BudgetTracker())) as client,
     ):
-        next_at = time.monotonic()
-
-        def spend(calls: int, gap: float) -> None:
-            nonlocal next_at
-            for _ in range(calls):
-                time.sleep(max(next_at - time.monotonic(), 0.0))
-                client.chat(body)
-                next_at += gap
-
-        spend(10, 0.2)
+        rhythm = Rhythm(client, body)
+        rhythm.spend(10, 0.2)
         ledger = emu.ledger
         true_rate = sum(e.cost_micro for e in ledger[1:]) / (ledger[-1].at - ledger[0].at).total_seconds()
         f = tracker.forecast()
@@ -188,8 +180,8 @@ def test_done_when_forecast_tracks_a_constant_spender_and_a_doubling_on_a_60s_wi
         )
         before = f.session.seconds_to_exhaustion
 
-        next_at += -0.1  # from here on, one call every 0.1 s: twice the rate
-        spend(3, 0.1)
+        rhythm.next_at -= 0.1  # from here on, one call every 0.1 s: twice the rate
+        rhythm.spend(3, 0.1)
         g = tracker.forecast()
         assert g.session.burn_rate == pytest.approx(2 * true_rate, rel=0.10)
         assert g.session.seconds_to_exhaustion == pytest.approx(before / 2, rel=0.10)

@@ -9,18 +9,15 @@ issue's 60 s in ``make soak``).
 from __future__ import annotations
 
 import math
-import multiprocessing
 import os
-import statistics
 import time
 import uuid
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
 
-from nebo_core import BudgetPolicy, BudgetTracker, LaneRule, NeboBudgetExhausted, NeboClient, Pace
+from nebo_core import BudgetPolicy, BudgetTracker, LaneRule, Pace
 from nebo_core.budget import BudgetSnapshot, WindowState
 from nebo_core.decisions import CallPlan, Go, Refuse, Wait
 from nebo_core.errors import NeboConfigurationError
@@ -28,6 +25,7 @@ from nebo_core.pacing import PaceBook, book, held_until_reset, target
 from nebo_core.policy import PACE_CODE
 from nebo_core.stores import BudgetStore, InMemoryBudgetStore
 from nebo_emulator import NeboEmulator
+from nebo_emulator._workloads import BODY, emulator_for, probe_cost, run_batches, spread
 
 T0 = datetime(2026, 12, 2, 12, 0, tzinfo=timezone.utc)
 WINDOW_S = float(os.environ.get("NEBO_PACE_WINDOW_S", "20"))
@@ -252,97 +250,14 @@ async def test_async_twins_share_the_same_schedule(store: BudgetStore) -> None:
 
 # -- the issue's figures: real processes, real Redis, the emulator on a short window --------------
 
-BODY = {"model": "gpt-5-mini", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 20}
 WORKERS = 4
 LATENCY_S = 0.05
 
 
-@dataclass(frozen=True)
-class Batch:
-    base_url: str
-    token: str
-    redis_url: str
-    namespace: str
-    paced: bool
-    seconds: float
-    """How long each worker calls, from the common start."""
-
-
-def _batch_worker(batch: Batch, worker: int, lane: str, start: Any, out: Any) -> None:
-    from nebo_core.stores import RedisBudgetStore
-
-    store = RedisBudgetStore.from_url(batch.redis_url, namespace=batch.namespace)
-    policy = BudgetPolicy(store=store, pace=Pace() if batch.paced else None, max_wait=600, wait_jitter=0)
-    refused = 0
-    try:
-        with NeboClient(
-            api_key=batch.token,
-            base_url=batch.base_url,
-            policy=policy,
-            tracker=BudgetTracker(),
-            lane=lane,
-            max_retries=0,
-        ) as client:
-            start.wait(60)  # the whole fleet starts together, as one batch would
-            until = time.time() + batch.seconds
-            while time.time() < until:
-                try:
-                    client.chat(BODY)
-                except NeboBudgetExhausted:
-                    refused += 1
-                    time.sleep(0.2)
-    finally:
-        out.put({"worker": worker, "lane": lane, "refused": refused, "lanes": store.lanes()})
-        store.close()
-
-
-def _run_batches(
-    runs: list[tuple[NeboEmulator, bool, list[str], float]], redis_url: str
-) -> list[list[dict[str, Any]]]:
-    """Run batches side by side (each: an emulator, paced or not, one worker per lane, seconds),
-    each in its own spawned processes and store namespace; their workers' reports, per batch."""
-    ctx = multiprocessing.get_context("spawn")
-    started = []
-    for emu, paced, lanes, seconds in runs:
-        out = ctx.Queue()
-        batch = Batch(emu.base_url, emu.token, redis_url, f"pace-{uuid.uuid4().hex[:8]}", paced, seconds)
-        start = ctx.Barrier(len(lanes))
-        procs = [
-            ctx.Process(target=_batch_worker, args=(batch, w, lane, start, out))
-            for w, lane in enumerate(lanes)
-        ]
-        for p in procs:
-            p.start()
-        started.append((out, procs, seconds, start))  # the barrier must outlive its workers' start
-    reports = []
-    try:
-        for out, procs, seconds, _ in started:
-            reports.append([out.get(timeout=seconds + 120) for _ in procs])
-    finally:
-        for _, procs, _, _ in started:
-            for p in procs:
-                p.join(30)
-    for _, procs, _, _ in started:
-        assert [p.exitcode for p in procs] == [0] * len(procs)
-    return reports
-
-
-def _full_speed_cost_per_s(emu: NeboEmulator) -> float:
-    with NeboClient(api_key=emu.token, base_url=emu.base_url, tracker=BudgetTracker()) as client:
-        cost = client.chat(BODY).usage.cost_micro
-    assert cost
-    return WORKERS * cost / LATENCY_S
-
-
 def _emulator_for(window: float, exhaust_at: float) -> tuple[NeboEmulator, int]:
     """An emulator whose session window a full-speed batch would exhaust at ``exhaust_at`` of it."""
-    probe = NeboEmulator(latency=LATENCY_S)
-    with probe:
-        rate = _full_speed_cost_per_s(probe)
-    limit = int(rate * window * exhaust_at)
-    return NeboEmulator(
-        session_window_s=window, weekly_window_s=window * 10, session_limit_micro=limit, latency=LATENCY_S
-    ), limit
+    full_speed = WORKERS * probe_cost(BODY, LATENCY_S) / LATENCY_S
+    return emulator_for(window, exhaust_at, full_speed, LATENCY_S)
 
 
 def test_done_when_pacing_spends_the_window_evenly_with_no_429_and_the_control_hits_the_wall(
@@ -354,27 +269,19 @@ def test_done_when_pacing_spends_the_window_evenly_with_no_429_and_the_control_h
     Unpaced (the control): the 429s happen."""
     emu, limit = _emulator_for(WINDOW_S, 0.6)
     with emu:
-        (results,) = _run_batches([(emu, True, ["main"] * WORKERS, WINDOW_S + 1.0)], redis_url)
+        (results,) = run_batches([(emu, True, ["main"] * WORKERS, WINDOW_S + 1.0)], redis_url)
         ledger = emu.ledger
     assert sum(r["refused"] for r in results) == 0
-    start = ledger[0].at.timestamp()
-    reset = math.ceil(start + WINDOW_S)  # what the server announced: the first charge ages out then
-    spent = sum(e.cost_micro for e in ledger if e.at.timestamp() < reset)
+    paced = spread(ledger, WINDOW_S, limit)  # spent before the reset the server announced
+    spent, cv, buckets = paced["spent_micro"], paced["cv"], paced["buckets"]
     assert spent >= (1 - 0.05 - 0.02) * limit
     assert spent <= limit
-    bucket = WINDOW_S / 12
-    buckets = [0] * 12
-    for e in ledger:
-        i = int((e.at.timestamp() - start) // bucket)
-        if i < 12:
-            buckets[i] += e.cost_micro
-    cv = statistics.pstdev(buckets) / statistics.mean(buckets)
     print(f"paced, {WINDOW_S:.0f} s window: spent {spent / limit:.1%} by the reset, CV {cv:.3f}, {buckets}")
     assert cv <= 0.15, buckets
 
     control, _ = _emulator_for(WINDOW_S, 0.6)
     with control:
-        (unpaced,) = _run_batches([(control, False, ["main"] * WORKERS, WINDOW_S * 0.75)], redis_url)
+        (unpaced,) = run_batches([(control, False, ["main"] * WORKERS, WINDOW_S * 0.75)], redis_url)
     print(f"unpaced: {sum(r['refused'] for r in unpaced)} budget 429s")
     assert sum(r["refused"] for r in unpaced) > 0
 
@@ -385,7 +292,7 @@ def test_done_when_heartbeat_beside_main_is_held_first(redis_url: str) -> None:
     window = min(WINDOW_S, 20.0)
     emu, _ = _emulator_for(window, 0.6)
     with emu:
-        (results,) = _run_batches(
+        (results,) = run_batches(
             [(emu, True, ["main", "main", "main", "heartbeat"], window * 0.5)], redis_url
         )
     # The fleet's counts, read from the shared store by each worker as it ended: the last is complete.
