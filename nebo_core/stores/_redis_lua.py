@@ -107,16 +107,17 @@ local function load()
     fields[#fields + 1] = 'n:' .. k
     fields[#fields + 1] = 'u:' .. k
     fields[#fields + 1] = 'p:' .. k
+    fields[#fields + 1] = 'c:' .. k
   end
   local got = redis.call('HMGET', L, unpack(fields))
   local st = {{}}
   for j = 1, n do
-    local b = 5 * (j - 1)
+    local b = 6 * (j - 1)
     local s = tonumber(got[b + 1] or '0')
     local w = window(j)
     if w > 0 then s = rolled(key(j), w, s, got[b + 5]) end
     st[j] = {{s = s, r = tonumber(got[b + 2] or '0'), n = tonumber(got[b + 3] or '0'),
-      u = tonumber(got[b + 4] or '0')}}
+      u = tonumber(got[b + 4] or '0'), c = got[b + 6]}}
   end
   return st
 end
@@ -131,24 +132,10 @@ RESERVE = (
 -- Reply: {granted, spent, reserved, line judged, snapshot at, snapshot json ('': the caller's),
 -- room: the least any capped line has left once this is held (-1: no line is capped)}.
 local id, amount = ARGV[rest + 1], tonumber(ARGV[rest + 2])
-local fields = {}
+local st, out = load(), {}
 for j = 1, n do
-  local k = key(j)
-  fields[#fields + 1] = 's:' .. k
-  fields[#fields + 1] = 'r:' .. k
-  fields[#fields + 1] = 'n:' .. k
-  fields[#fields + 1] = 'p:' .. k
-  fields[#fields + 1] = 'c:' .. k
-end
-local got = redis.call('HMGET', L, unpack(fields))
-local st, out = {}, {}
-for j = 1, n do
-  local b, k, w = 5 * (j - 1), key(j), window(j)
-  local s = tonumber(got[b + 1] or '0')
-  if w > 0 then s = rolled(k, w, s, got[b + 4]) end
-  st[j] = {s = s, r = tonumber(got[b + 2] or '0'), n = tonumber(got[b + 3] or '0')}
-  local c = int(cap(j))
-  if got[b + 5] ~= c then  -- a new line, or a new cap: recorded for views such as nebo top
+  local k, w, c = key(j), window(j), int(cap(j))
+  if st[j].c ~= c then  -- a new line, or a new cap: recorded for views such as nebo top
     out[#out + 1] = 'c:' .. k
     out[#out + 1] = c
     if w > 0 then
