@@ -448,8 +448,7 @@ class RedisBudgetStore(BudgetStore):
         with no I/O, and sent in a batch within ``settle_within_s``. Near a cap, with a snapshot
         that shows the budget exhausted (the fleet learns it at once), on a cluster client, or
         with ``settle_within_s=0``: a plain :meth:`commit`."""
-        behind = self._settles.claim(reservation.id)
-        if not behind or (snapshot is not None and snapshot.exhausted):
+        if not self._settles.claim(reservation.id, snapshot):
             note_spent(reservation, self.commit(reservation, cost_micro, observed, estimated, snapshot))
         elif self._settles.put(Queued(reservation, cost_micro, observed, estimated, snapshot)):
             self.flush()  # a full queue goes now
@@ -646,8 +645,7 @@ class RedisBudgetStore(BudgetStore):
         snapshot: BudgetSnapshot | None = None,
     ) -> None:
         """:meth:`commit_nowait` (no I/O, so nothing to await but on a cluster client)."""
-        behind = self._settles.claim(reservation.id)
-        if not behind or (snapshot is not None and snapshot.exhausted):
+        if not self._settles.claim(reservation.id, snapshot):
             spent = await self.acommit(reservation, cost_micro, observed, estimated, snapshot)
             note_spent(reservation, spent)
         elif self._settles.put(Queued(reservation, cost_micro, observed, estimated, snapshot)):

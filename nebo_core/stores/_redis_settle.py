@@ -98,13 +98,15 @@ class SettleQueue:
                 self._roomy.clear()
             self._roomy.add(reservation_id)
 
-    def claim(self, reservation_id: str) -> bool:
-        """Whether the settlement of ``reservation_id`` goes behind (it can be asked once)."""
+    def claim(self, reservation_id: str, snapshot: BudgetSnapshot | None = None) -> bool:
+        """Whether the settlement of ``reservation_id`` goes behind (it can be asked once): it was
+        held with room to spare, and its ``snapshot`` does not show the budget exhausted (the
+        fleet learns that at once)."""
         with self._lock:
             if reservation_id not in self._roomy:
                 return False
             self._roomy.discard(reservation_id)
-        return self.behind
+        return self.behind and not (snapshot is not None and snapshot.exhausted)
 
     def put(self, queued: Queued) -> bool:
         """Queue ``queued``, sent within ``within_s``; ``True`` when the queue is full (the caller

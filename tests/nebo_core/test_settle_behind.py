@@ -103,7 +103,6 @@ def test_closing_a_client_sends_what_its_store_holds_back(redis_url: str) -> Non
     namespace = _namespace()
     store = RedisBudgetStore.from_url(redis_url, namespace=namespace, settle_within_s=60.0)
     policy = BudgetPolicy(caps=ROOM, store=store)
-    other = _observer(redis_url, namespace)
     with NeboEmulator() as emu:
         with NeboClient(api_key=emu.token, base_url=emu.base_url, policy=policy) as c:
             c.chat(BODY, scope=SCOPE)
@@ -113,7 +112,6 @@ def test_closing_a_client_sends_what_its_store_holds_back(redis_url: str) -> Non
                 c.chat(BODY, scope=SCOPE)
             assert _in_redis(redis_url, namespace)[0] == first
         assert _in_redis(redis_url, namespace) == (emu.ledger_total_micro(), 0)
-    other.close()
     store.close()
 
 
